@@ -1,0 +1,130 @@
+"""Shape the rendered project to the chosen options.
+
+One table says which paths belong to which option; everything belonging to an
+option that was not chosen is deleted. Then the hook records the answers,
+writes a `.env` with a fresh secret and prints the next steps.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+# (prompt key, choice) -> paths (globs, relative to the project) that only that
+# choice uses.
+OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("transport", "sse"): (
+        "src/*/transports/sse.py",
+        "tests/test_sse*.py",
+        "client/src/sse.ts",
+        "client/test/sse*.test.ts",
+        "client/test/browser/sse*",
+    ),
+    ("transport", "websocket"): (
+        "src/*/transports/websocket.py",
+        "src/*/transports/ws_*.py",
+        "tests/test_websocket*.py",
+        "client/src/websocket.ts",
+        "client/test/websocket*.test.ts",
+        "client/test/browser/websocket*",
+    ),
+    ("broadcaster", "memory"): (
+        "compose.memory.yaml",
+        "src/*/broadcast/memory.py",
+        "tests/test_memory_broadcaster*.py",
+    ),
+    ("broadcaster", "redis"): (
+        "compose.redis.yaml",
+        "src/*/broadcast/redis*.py",
+        "src/*/devredis.py",
+        "tests/test_redis*.py",
+        "tests/redis_server.py",
+    ),
+}
+
+# Files that exist in one variant per option: whichever is left takes the plain name.
+RENAMES: dict[str, str] = {
+    "compose.memory.yaml": "compose.yaml",
+    "compose.redis.yaml": "compose.yaml",
+}
+
+# What each answer of a prompt turns on (`both` is two transports).
+CHOICES_ENABLED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("transport", "both"): ("sse", "websocket"),
+}
+
+
+def enabled_choices(context: dict[str, str], key: str) -> set[str]:
+    """The choices of `key` that the answers turn on."""
+    answer = context[key]
+    return set(CHOICES_ENABLED.get((key, answer), (answer,)))
+
+
+def paths_to_remove(root: Path, context: dict[str, str]) -> list[Path]:
+    """Every path that belongs only to options the answers did not choose."""
+    found: list[Path] = []
+    for (key, choice), patterns in OPTION_PATHS.items():
+        if choice in enabled_choices(context, key):
+            continue
+        for pattern in patterns:
+            found.extend(sorted(root.glob(pattern)))
+    return found
+
+
+def remove_unused_paths(root: Path, context: dict[str, str]) -> None:
+    """Delete the files and folders of options that were not chosen."""
+    for path in paths_to_remove(root, context):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def rename_variants(root: Path) -> None:
+    """Give the chosen variant of each file its plain name."""
+    for variant, name in RENAMES.items():
+        if (root / variant).exists():
+            (root / variant).rename(root / name)
+
+
+def record_answers(root: Path, context: dict[str, str]) -> None:
+    """Write the prompt answers, without cookiecutter's internals, for re-rendering."""
+    answers = {k: v for k, v in context.items() if not k.startswith("_")}
+    text = json.dumps(answers, indent=2, ensure_ascii=False) + "\n"
+    (root / ".cookiecutter.json").write_text(text, encoding="utf-8")
+
+
+def write_env(root: Path) -> None:
+    """Give the project a development `.env` with a secret of its own."""
+    secret = secrets.token_urlsafe(48)
+    (root / ".env").write_text(
+        "# Development settings; git-ignored. See README.md for every variable.\n"
+        f"JWT_SECRET={secret}\n",
+        encoding="utf-8",
+    )
+
+
+def main() -> None:
+    """Run every step on the freshly rendered project."""
+    context = json.loads(r"""{{ cookiecutter | tojson }}""")
+    root = Path.cwd()
+    remove_unused_paths(root, context)
+    rename_variants(root)
+    record_answers(root, context)
+    write_env(root)
+    slug = context["project_slug"]
+    print(
+        f"\nCreated {slug}/. Next:\n"
+        f"  cd {slug}\n"
+        "  make install   # virtualenv with the service and its dev tools\n"
+        "  make dev       # run it on http://127.0.0.1:8000\n"
+        "  make test      # lint, types and tests\n",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""{{ cookiecutter.description }}"""
+
+PROJECT_NAME = {{ cookiecutter.project_name | tojson }}

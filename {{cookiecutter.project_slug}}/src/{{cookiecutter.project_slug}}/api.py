@@ -1,0 +1,103 @@
+"""Plain HTTP routes: health, readiness, metrics and publishing."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from .broadcast import BroadcasterUnavailable
+from .events import DEFAULT_EVENT_NAME, encode_json
+from .metrics import CONTENT_TYPE_LATEST
+from .permissions import is_valid_event_name
+from .service import Service, authenticate, check_channel, get_service
+
+router = APIRouter()
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+class PublishBody(BaseModel):
+    """`{"event": name?, "data": any JSON}`; `data` may be null but not missing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: StrictStr = DEFAULT_EVENT_NAME
+    data: Any = Field(...)
+
+
+class Published(BaseModel):
+    """The answer to an accepted publish."""
+
+    id: str
+    channel: str
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: answers while the process serves requests; touches nothing."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(service: ServiceDep) -> dict[str, str] | JSONResponse:
+    """Readiness: 200 while the broadcaster works, else 503."""
+    if await service.broadcaster.is_ready():
+        return {"status": "ready"}
+    return JSONResponse(
+        {"status": "unavailable", "detail": "broadcaster unreachable"}, status_code=503
+    )
+
+
+@router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus metrics of this worker."""
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+@router.post("/channels/{channel}/events", status_code=202)
+async def publish(channel: str, request: Request, service: ServiceDep) -> Published:
+    """Publish an event to `channel` (needs the `publish` permission)."""
+    check_channel(channel)
+    principal = authenticate(service, request)
+    if not principal.can_publish(channel):
+        raise HTTPException(403, f"token may not publish to {channel!r}")
+    raw = await _read_body(request, service.settings.max_message_bytes)
+    try:
+        body = PublishBody.model_validate(json.loads(raw, parse_constant=_reject_constant))
+    except (ValueError, ValidationError) as exc:
+        raise HTTPException(422, _describe(exc)) from None
+    if not is_valid_event_name(body.event):
+        raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
+    try:
+        event = await service.broadcaster.publish(channel, body.event, encode_json(body.data))
+    except BroadcasterUnavailable as exc:
+        raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
+    service.metrics.events_published.inc()
+    return Published(id=event.id, channel=channel)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+    return f"body is not valid JSON: {exc}"

@@ -1,0 +1,153 @@
+"""The in-process broadcaster: one worker, history in memory.
+
+Event ids are `<epoch>-<sequence>`: the epoch changes with every start, so an id
+from before a restart is recognised as one and answered with a resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import secrets
+import time
+from collections import deque
+from pathlib import Path
+
+from ..events import Event
+from .base import Broadcaster
+
+logger = logging.getLogger(__name__)
+
+
+class _ChannelHistory:
+    __slots__ = ("entries", "floor", "last_publish")
+
+    def __init__(self, size: int, floor: int) -> None:
+        self.entries: deque[tuple[int, Event]] = deque(maxlen=size)
+        # Resuming after any sequence number >= floor loses nothing.
+        self.floor = floor
+        self.last_publish = 0.0
+
+    def append(self, seq: int, event: Event) -> None:
+        if len(self.entries) == self.entries.maxlen:
+            self.floor = self.entries[0][0]
+        self.entries.append((seq, event))
+        self.last_publish = time.monotonic()
+
+    def after(self, seq: int) -> list[Event] | None:
+        newest = self.entries[-1][0] if self.entries else self.floor
+        if not self.floor <= seq <= newest:
+            return None
+        missed: list[Event] = []
+        for entry_seq, event in reversed(self.entries):
+            if entry_seq <= seq:
+                break
+            missed.append(event)
+        missed.reverse()
+        return missed
+
+
+class MemoryBroadcaster(Broadcaster):
+    """Keeps the last `history_size` events per channel for `history_ttl` seconds."""
+
+    def __init__(self, history_size: int, history_ttl: float) -> None:
+        super().__init__()
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._epoch = secrets.token_hex(4)
+        # One counter for all channels: ids stay unique even when a channel's
+        # history expires and starts again.
+        self._seq = 0
+        self._histories: dict[str, _ChannelHistory] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        warn_if_one_of_several_workers()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="history-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def publish(self, channel: str, name: str, data: bytes) -> Event:
+        history = self._histories.get(channel)
+        if history is None:
+            history = self._histories[channel] = _ChannelHistory(self._history_size, self._seq)
+        self._seq += 1
+        event = Event(channel, f"{self._epoch}-{self._seq}", name, data)
+        history.append(self._seq, event)
+        self._dispatch(event)
+        return event
+
+    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
+        seq = self._parse(last_event_id)
+        history = self._histories.get(channel)
+        if seq is None or history is None:
+            return None
+        return history.after(seq)
+
+    def is_after(self, event_id: str, other_id: str) -> bool:
+        a, b = self._parse(event_id), self._parse(other_id)
+        return a is not None and (b is None or a > b)
+
+    def _parse(self, event_id: str) -> int | None:
+        epoch, _, seq = event_id.partition("-")
+        if epoch != self._epoch or not seq.isdigit():
+            return None
+        return int(seq)
+
+    def _channel_closed(self, channel: str) -> None:
+        self._expire(channel, time.monotonic())
+
+    def _expire(self, channel: str, now: float) -> None:
+        history = self._histories.get(channel)
+        if history is not None and now - history.last_publish >= self._history_ttl:
+            del self._histories[channel]
+
+    async def _sweep_forever(self) -> None:
+        # Channels nobody listens to keep their history for `history_ttl`, then go.
+        period = min(self._history_ttl, 60.0)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for channel in [c for c in self._histories if not self.subscriber_count(c)]:
+                self._expire(channel, now)
+
+
+def warn_if_one_of_several_workers() -> None:
+    """Log a warning when this process looks like one of several uvicorn workers.
+
+    Each worker would have its own history and subscribers: events published on
+    one would never reach clients of another.
+    """
+    if multiprocessing.parent_process() is None:
+        return  # not started by a process manager
+    workers = _declared_workers()
+    if workers is not None and workers <= 1:
+        return
+    logger.warning(
+        "the memory broadcaster runs inside one of several worker processes (--workers): "
+        "events published on one worker won't reach subscribers of another; "
+        "use the redis broadcaster to run more than one worker"
+    )
+
+
+def _declared_workers() -> int | None:
+    """The worker count uvicorn was given (`--workers N` or `WEB_CONCURRENCY`), if known."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    args = [part.decode(errors="replace") for part in raw.split(b"\0")]
+    for arg, value in zip(args, [*args[1:], ""], strict=True):
+        if arg == "--workers" and value.isdigit():
+            return int(value)
+        if arg.startswith("--workers=") and arg[10:].isdigit():
+            return int(arg[10:])
+    env = os.environ.get("WEB_CONCURRENCY", "")
+    return int(env) if env.isdigit() else None

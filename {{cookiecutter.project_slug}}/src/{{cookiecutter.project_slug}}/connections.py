@@ -1,0 +1,131 @@
+"""Open client connections: admission, heartbeats, expiry and shutdown, for every transport.
+
+One ticker task per worker drives the timers of all connections, so an idle
+connection costs no task and no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from abc import ABC, abstractmethod
+
+from .auth import Principal
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class CloseReason(enum.Enum):
+    """Why the service ends a connection; each transport maps it to its own signal."""
+
+    SHUTDOWN = "server shutting down"
+    SLOW_CONSUMER = "slow consumer"
+    TOKEN_EXPIRED = "token expired"
+    IDLE = "idle timeout"
+    OVERLOADED = "too many connections"
+
+
+class Connection(ABC):
+    """What the registry needs of an open connection, whatever its transport."""
+
+    transport: str
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @abstractmethod
+    def tick(self, now: float) -> None:
+        """Called every tick (monotonic `now`): send heartbeats, notice silence."""
+
+    @abstractmethod
+    def close(self, reason: CloseReason) -> None:
+        """Start closing for `reason`; must not block."""
+
+    def schedule_expiry(self) -> None:
+        """(Re)arm the timer that closes the connection when its token expires."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = max(self.principal.seconds_left(), 0.0)
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(delay, self.close, CloseReason.TOKEN_EXPIRED)
+
+    def cancel_expiry(self) -> None:
+        """Disarm the expiry timer (the connection is gone)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+
+class ConnectionRegistry:
+    """Every open connection of this worker, bounded by `MAX_CONNECTIONS`."""
+
+    def __init__(self, max_connections: int, heartbeat_interval: float, metrics: Metrics) -> None:
+        self._max = max_connections
+        self._connections: set[Connection] = set()
+        self._metrics = metrics
+        self._tick_period = min(heartbeat_interval / 4, 1.0)
+        self._ticker: asyncio.Task[None] | None = None
+        self._emptied = asyncio.Event()
+        self.shutting_down = False
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def admit(self, connection: Connection) -> bool:
+        """Register `connection`, or refuse it (full or shutting down)."""
+        if self.shutting_down or len(self._connections) >= self._max:
+            self._metrics.rejected_connections.labels(connection.transport).inc()
+            return False
+        self._connections.add(connection)
+        self._emptied.clear()
+        self._metrics.connections.labels(connection.transport).inc()
+        connection.schedule_expiry()
+        return True
+
+    def release(self, connection: Connection) -> None:
+        """Forget `connection`; its slot is free at once."""
+        if connection in self._connections:
+            self._connections.remove(connection)
+            connection.cancel_expiry()
+            self._metrics.connections.labels(connection.transport).dec()
+        if not self._connections:
+            self._emptied.set()
+
+    def start(self) -> None:
+        """Start the ticker that drives heartbeats and idle checks."""
+        self._ticker = asyncio.create_task(self._tick_forever(), name="connection-ticker")
+
+    async def stop(self) -> None:
+        """Stop the ticker."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    def close_all(self) -> None:
+        """Refuse new connections and ask every open one to close (shutdown)."""
+        self.shutting_down = True
+        for connection in tuple(self._connections):
+            connection.close(CloseReason.SHUTDOWN)
+        if not self._connections:
+            self._emptied.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection has gone."""
+        if self._connections:
+            await self._emptied.wait()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_period)
+            now = time.monotonic()
+            for connection in tuple(self._connections):
+                try:
+                    connection.tick(now)
+                except Exception:  # one broken connection must not stop the others' heartbeats
+                    logger.exception("heartbeat failed for a %s connection", connection.transport)

@@ -1,0 +1,85 @@
+"""The ASGI app: `uvicorn {{ cookiecutter.project_slug }}.main:app`, or `create_app(settings)` in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import PROJECT_NAME, api, transports
+from .auth import TokenVerifier
+from .broadcast import create_broadcaster
+from .connections import ConnectionRegistry
+from .logs import configure_logging
+from .metrics import Metrics
+from .service import Service
+from .settings import Settings, load_settings
+from .shutdown import ShutdownSignals
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app from `settings` (read from the environment when omitted)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    metrics = Metrics(transports.NAMES)
+    service = Service(
+        settings=settings,
+        verifier=TokenVerifier(settings),
+        broadcaster=create_broadcaster(settings),
+        connections=ConnectionRegistry(
+            settings.max_connections, settings.heartbeat_interval, metrics
+        ),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        signals = ShutdownSignals(service.connections.close_all, settings.shutdown_grace)
+        signals.install()
+        await service.broadcaster.start()
+        metrics.track_broadcaster(service.broadcaster.is_up)
+        service.connections.start()
+        try:
+            yield
+        finally:
+            service.connections.close_all()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.shutdown_grace):
+                    await service.connections.wait_closed()
+            await service.connections.stop()
+            await service.broadcaster.stop()
+            signals.uninstall()
+
+    app = FastAPI(title=PROJECT_NAME, lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        expose_headers=["Retry-After"],
+    )
+    app.include_router(api.router)
+    for router in transports.ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access, so importing `create_app` needs no settings.
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        application = create_app()
+    except Exception as exc:
+        # One clear line instead of a traceback inside uvicorn's import.
+        raise SystemExit(f"{PROJECT_NAME} can't start: {exc}") from None
+    globals()["app"] = application
+    return application

@@ -1,0 +1,65 @@
+"""Prometheus metrics, in a registry of the app's own (per worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """The service's metrics; `transport` labels are the transports it serves."""
+
+    def __init__(self, transports: Iterable[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connections = Gauge(
+            "realtime_connections",
+            "Open client connections.",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "realtime_events_published",
+            "Events accepted for publishing by this worker.",
+            registry=self.registry,
+        )
+        self.events_delivered = Counter(
+            "realtime_events_delivered",
+            "Events written to clients.",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.slow_consumer_disconnects = Counter(
+            "realtime_slow_consumer_disconnects",
+            "Clients disconnected because their outbound queue was full.",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.rejected_connections = Counter(
+            "realtime_rejected_connections",
+            "Connections refused because the worker was at MAX_CONNECTIONS or shutting down.",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.broadcaster_up = Gauge(
+            "realtime_broadcaster_up",
+            "1 while the broadcaster can publish and deliver, else 0.",
+            registry=self.registry,
+        )
+        for transport in transports:
+            # Export every series from the start, at zero.
+            self.connections.labels(transport)
+            self.events_delivered.labels(transport)
+            self.slow_consumer_disconnects.labels(transport)
+            self.rejected_connections.labels(transport)
+
+    def track_broadcaster(self, is_up: Callable[[], bool]) -> None:
+        """Read `realtime_broadcaster_up` from `is_up` at every scrape."""
+        self.broadcaster_up.set_function(lambda: 1.0 if is_up() else 0.0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,88 @@
+"""A connection's bounded queue of outgoing items.
+
+Publishers never wait on it: `deliver` appends and returns at once. When a client
+reads too slowly for its queue to drain, the queue overflows and the connection
+is told to go, so nobody else is ever held up by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from .events import Event
+
+T = TypeVar("T")
+
+
+class Outbox(Generic[T]):
+    """Events and transport-specific control items waiting to be written.
+
+    Only live events count against `maxsize`; replayed history and control items
+    (heartbeats, replies) are bounded by their own producers.
+    """
+
+    __slots__ = ("_items", "_maxsize", "_on_overflow", "_waiter", "closed", "overflowed")
+
+    def __init__(self, maxsize: int, on_overflow: Callable[[], None]) -> None:
+        self._items: deque[Event | T] = deque()
+        self._maxsize = maxsize
+        self._on_overflow = on_overflow
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def deliver(self, event: Event) -> None:
+        """Queue a live event; overflow closes the outbox and tells the connection."""
+        if self.closed:
+            return
+        if len(self._items) >= self._maxsize:
+            self.overflowed = True
+            self.close()
+            self._on_overflow()
+            return
+        self._items.append(event)
+        self._wake()
+
+    def replay(self, events: Iterable[Event]) -> None:
+        """Queue history being replayed, whatever the queue's length."""
+        if not self.closed:
+            self._items.extend(events)
+            self._wake()
+
+    def push(self, item: T, *, urgent: bool = False) -> None:
+        """Queue a control item; `urgent` ones jump ahead of queued events."""
+        if self.closed:
+            return
+        if urgent:
+            self._items.appendleft(item)
+        else:
+            self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        """Stop accepting items and wake the writer so it can finish."""
+        self.closed = True
+        self._wake()
+
+    async def take(self) -> list[Event | T]:
+        """Wait for items, then take all of them; empty once closed and drained."""
+        while not self._items and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

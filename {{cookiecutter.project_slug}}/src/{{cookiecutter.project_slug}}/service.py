@@ -1,0 +1,50 @@
+"""The parts of a running service, built once per app and shared by every route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request, WebSocket
+
+from .auth import AuthError, Principal, TokenVerifier, bearer_token
+from .broadcast import Broadcaster
+from .connections import ConnectionRegistry
+from .metrics import Metrics
+from .permissions import is_valid_channel
+from .settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """Settings, token verifier, broadcaster, connection registry and metrics."""
+
+    settings: Settings
+    verifier: TokenVerifier
+    broadcaster: Broadcaster
+    connections: ConnectionRegistry
+    metrics: Metrics
+
+
+def get_service(connection: Request | WebSocket) -> Service:
+    """The `Service` of the app handling this request (a FastAPI dependency)."""
+    service: Service = connection.app.state.service
+    return service
+
+
+def authenticate(service: Service, connection: Request | WebSocket) -> Principal:
+    """The request's principal; raises HTTP 401 for a missing, invalid or expired token."""
+    token = bearer_token(
+        connection.headers.get("authorization"), connection.query_params.get("token")
+    )
+    try:
+        return service.verifier.verify(token)
+    except AuthError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def check_channel(channel: str) -> None:
+    """Raise HTTP 400 unless `channel` is a valid channel name."""
+    if not is_valid_channel(channel):
+        raise HTTPException(
+            400, "invalid channel name: use 1-128 characters of A-Z a-z 0-9 _ - : . @"
+        )

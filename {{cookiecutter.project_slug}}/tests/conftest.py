@@ -1,0 +1,116 @@
+"""Fixtures shared by every test: settings, tokens, broadcasters and real servers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, create_broadcaster
+from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
+{% if cookiecutter.broadcaster == "redis" %}
+from redis_server import redis_url  # noqa: F401  (a fixture)
+{% endif %}
+from servers import ServerProcess
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+TokenFactory = Callable[..., str]
+ServerFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment for a service under test: fast heartbeats, a known secret."""
+    env = {
+        "JWT_SECRET": TEST_SECRET,
+        "HEARTBEAT_INTERVAL": "0.2",
+        "LOG_LEVEL": "INFO",
+        "SHUTDOWN_GRACE": "3",
+    }
+{% if cookiecutter.broadcaster == "redis" %}
+    env["REDIS_URL"] = request.getfixturevalue("redis_url")
+{% endif %}
+    return env  # noqa: RET504  (the redis broadcaster adds REDIS_URL)
+
+
+@pytest.fixture
+def settings_factory(service_env: dict[str, str]) -> Callable[..., Settings]:
+    """Build settings from `service_env` plus overrides (lowercase names)."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {k.lower(): v for k, v in service_env.items()}
+        values.update(overrides)
+        return load_settings(_env_file=None, **values)
+
+    return build
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """The default test settings."""
+    return settings_factory()
+
+
+@pytest.fixture
+def make_token() -> TokenFactory:
+    """Sign a test token: `make_token(sub=..., subscribe=[...], publish=[...], ttl=...)`."""
+
+    def make(
+        sub: str = "alice",
+        subscribe: list[str] | None = None,
+        publish: list[str] | None = None,
+        ttl: float = 60,
+        **claims: Any,
+    ) -> str:
+        payload: dict[str, Any] = {
+            "sub": sub,
+            "exp": int(time.time() + ttl),
+            "subscribe": ["*"] if subscribe is None else subscribe,
+            "publish": ["*"] if publish is None else publish,
+            **claims,
+        }
+        return jwt.encode(payload, TEST_SECRET, algorithm="HS256")
+
+    return make
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An in-process client of an app with the test settings (lifespan running)."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def broadcaster(settings: Settings) -> AsyncIterator[Broadcaster]:
+    """The configured broadcaster, started."""
+    instance = create_broadcaster(settings)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
+
+
+@pytest.fixture
+def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start real uvicorn servers: `start_server(workers=1, **ENV_OVERRIDES)`; all killed after."""
+    started: list[ServerProcess] = []
+
+    def start(
+        *, workers: int = 1, port: int | None = None, wait: bool = True, **env: str
+    ) -> ServerProcess:
+        log = tmp_path / f"server-{len(started)}.log"
+        server = ServerProcess({**service_env, **env}, log, workers=workers, port=port)
+        started.append(server)
+        return server.wait_ready() if wait else server
+
+    yield start
+    for server in started:
+        server.stop()

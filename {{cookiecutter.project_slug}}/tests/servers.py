@@ -1,0 +1,131 @@
+"""Real `uvicorn` processes for tests: a free port each, output captured, killed by pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+PACKAGE = "{{ cookiecutter.project_slug }}"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.02)
+
+
+class ServerProcess:
+    """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{PACKAGE}.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *(["--workers", str(workers)] if workers > 1 else []),
+            *extra_args,
+        ]
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        src = str(PROJECT_ROOT / "src")
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (src, os.environ.get("PYTHONPATH", "")) if p
+        )
+        self.process = subprocess.Popen(
+            args,
+            cwd=log_path.parent,  # not the project: its .env must not leak into tests
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """`ws://127.0.0.1:<port>`."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The process id of uvicorn (the supervisor, with several workers)."""
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 20) -> ServerProcess:
+        """Wait until `/healthz` answers; fail early if the process died."""
+
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}:\n{self.output()}"
+                )
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout, f"server on port {self.port} not ready:\n{self.output()}")
+        return self
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to uvicorn."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit; its return code."""
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Kill the process group (workers included) and reap it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        try:
+            self.process.wait(10)
+        finally:
+            self._log.close()
