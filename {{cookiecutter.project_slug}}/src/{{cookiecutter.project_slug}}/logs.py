@@ -17,14 +17,24 @@ def redact(text: str) -> str:
 
 
 class RedactTokens(logging.Filter):
-    """Rewrites a record whose message carries a token, before any handler sees it."""
+    """Rewrites a record's message and arguments so no token reaches a handler.
+
+    Arguments are cleaned one by one, not merged into the message: uvicorn's
+    access formatter reads them individually.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_clean(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _clean(value) for key, value in record.args.items()}
         return True
+
+
+def _clean(value: object) -> object:
+    return redact(value) if isinstance(value, str) else value
 
 
 _LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "websockets")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request, WebSocket
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
 
 from .auth import AuthError, Principal, TokenVerifier, bearer_token
 from .broadcast import Broadcaster
@@ -25,13 +26,13 @@ class Service:
     metrics: Metrics
 
 
-def get_service(connection: Request | WebSocket) -> Service:
+def get_service(connection: HTTPConnection) -> Service:
     """The `Service` of the app handling this request (a FastAPI dependency)."""
     service: Service = connection.app.state.service
     return service
 
 
-def authenticate(service: Service, connection: Request | WebSocket) -> Principal:
+def authenticate(service: Service, connection: HTTPConnection) -> Principal:
     """The request's principal; raises HTTP 401 for a missing, invalid or expired token."""
     token = bearer_token(
         connection.headers.get("authorization"), connection.query_params.get("token")
