@@ -91,6 +91,10 @@ class MemoryBroadcaster(Broadcaster):
             return None
         return history.after(seq)
 
+    def channel_count(self) -> int:
+        """How many channels hold history or subscribers (memory in use)."""
+        return len(self._histories.keys() | self._subscribers.keys())
+
     def is_after(self, event_id: str, other_id: str) -> bool:
         a, b = self._parse(event_id), self._parse(other_id)
         return a is not None and (b is None or a > b)
