@@ -18,6 +18,7 @@ from pathlib import Path
 OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("transport", "sse"): (
         "src/*/transports/sse.py",
+        "docs/sse.md",
         "tests/test_sse*.py",
         "client/src/sse.ts",
         "client/test/sse*.test.ts",
@@ -25,6 +26,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("transport", "websocket"): (
         "src/*/transports/websocket.py",
+        "docs/websocket.md",
         "src/*/transports/ws_*.py",
         "tests/test_websocket*.py",
         "client/src/websocket.ts",
@@ -39,6 +41,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("broadcaster", "redis"): (
         "compose.redis.yaml",
         "src/*/broadcast/redis*.py",
+        "docs/redis.md",
         "src/*/devredis.py",
         "tests/test_redis*.py",
         "tests/redis_server.py",

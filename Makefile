@@ -1,0 +1,25 @@
+# The template's own tasks. `make test` sets up everything it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test render lint clean
+
+$(BIN)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+test: $(BIN)/.installed  ## render every combination and run every check
+	$(BIN)/python -m pytest
+
+render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
+	$(BIN)/cookiecutter --output-dir out .
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
+
+clean:
+	rm -rf $(VENV) out .cache
