@@ -13,6 +13,22 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def decode_json(raw: str | bytes) -> Any:
+    """Parse JSON from a client; `ValueError` for anything that isn't strict JSON.
+
+    `NaN` and `Infinity` are refused (they would be re-encoded as invalid JSON for
+    every subscriber) and absurdly deep nesting is a `ValueError`, not a crash.
+    """
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 class Event:
     """One published event.
 
