@@ -1,0 +1,317 @@
+"""The worker's single Redis pub/sub connection, kept alive and gapless.
+
+One listener per worker process holds one pub/sub connection, whatever the number
+of local subscribers and channels. Channels are subscribed while they have local
+subscribers. A supervisor runs the connection in sessions: when a session fails
+(a dropped connection, Redis down, or a connection that stopped hearing its own
+canary), it backs off with jitter, reconnects, resubscribes every channel and
+backfills each from its stream after the last id it delivered, so local
+subscribers see every event once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import secrets
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from ..events import Event
+from .redis_streams import StreamId, decode_message, parse_id
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT = 1.0  # seconds one get_message waits, so the loop notices failures
+CONFIRM_TIMEOUT = 3.0  # a new connection must confirm its subscriptions within this
+CANARY_INTERVAL = 1.0
+CANARY_TIMEOUT = 3.0  # a canary not heard back within this means the connection is deaf
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0  # keeps recovery well within 10 s of Redis coming back
+SUBSCRIBE_BATCH = 500
+
+Fetch = Callable[[str, StreamId | None], Awaitable[list[Event]]]
+Latest = Callable[[str], Awaitable[StreamId]]
+Verb = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
+
+
+class DeafConnection(Exception):
+    """The pub/sub connection stopped delivering its own canary."""
+
+
+class _Channel:
+    """What the listener knows about one subscribed channel."""
+
+    __slots__ = ("last_id", "ready")
+
+    def __init__(self) -> None:
+        # The newest id handed to local subscribers (or the stream's newest id
+        # when the channel was opened): backfill starts after it.
+        self.last_id: StreamId | None = None
+        # Set while the current connection is subscribed and caught up.
+        self.ready = asyncio.Event()
+
+
+class PubSubListener:
+    """Keeps one pub/sub connection subscribed to the channels that have local subscribers.
+
+    `fetch_after(key, last_id)` reads a stream after an id, `latest(key)` its newest
+    id; `dispatch(event)` hands a live event to local subscribers. Channels are the
+    Redis names (stream keys); `to_channel` maps them back to service channels.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        fetch_after: Fetch,
+        latest: Latest,
+        dispatch: Callable[[Event], None],
+        to_channel: Callable[[str], str],
+        canary_prefix: str,
+    ) -> None:
+        self._client = client
+        self._fetch_after = fetch_after
+        self._latest = latest
+        self._dispatch = dispatch
+        self._to_channel = to_channel
+        self.canary = f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._channels: dict[str, _Channel] = {}
+        # Commands waiting for the writer, and per channel how many of its
+        # SUBSCRIBE/UNSUBSCRIBE commands are not yet confirmed by Redis.
+        self._commands: deque[tuple[Verb, str]] = deque()
+        self._outstanding: dict[str, int] = {}
+        self._wake_writer = asyncio.Event()
+        self._canary_heard = 0.0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._became_up = asyncio.Event()
+        self.up = False
+        # A connection attempt failed since the listener was last up: callers
+        # shouldn't wait for readiness then, Redis is down.
+        self.failing = False
+        self._down_since = 0.0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, wait: float) -> None:
+        """Start the supervisor; wait up to `wait` seconds for the first connection."""
+        self._supervisor = asyncio.create_task(self._supervise(), name="redis-pubsub")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._became_up.wait()
+        if not self.up:
+            logger.warning("redis is not reachable yet; the service is not ready until it is")
+
+    async def stop(self) -> None:
+        """Stop the supervisor and close the connection."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        self.up = False
+        await self._client.aclose()
+
+    # -- channels ---------------------------------------------------------------
+
+    def open(self, key: str) -> None:
+        """Subscribe `key` (its first local subscriber arrived)."""
+        self._channels[key] = _Channel()
+        self._queue("SUBSCRIBE", key)
+
+    def close(self, key: str) -> None:
+        """Unsubscribe `key` (its last local subscriber left)."""
+        if self._channels.pop(key, None) is not None:
+            self._queue("UNSUBSCRIBE", key)
+
+    async def wait_ready(self, key: str, within: float) -> bool:
+        """Wait until `key` is subscribed and caught up; False if Redis is down or it times out."""
+        channel = self._channels.get(key)
+        if channel is None:
+            return False
+        if channel.ready.is_set():
+            return True
+        if self.failing:
+            return False
+        try:
+            async with asyncio.timeout(within):
+                await channel.ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _queue(self, verb: Verb, key: str) -> None:
+        self._commands.append((verb, key))
+        self._outstanding[key] = self._outstanding.get(key, 0) + 1
+        self._wake_writer.set()
+
+    # -- the supervisor ------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                error: Exception = ConnectionError("pub/sub session ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: reconnect, whatever it was
+                error = exc
+            was_up = self._became_up.is_set()
+            self.up = False
+            self._became_up.clear()
+            for channel in self._channels.values():
+                channel.ready.clear()
+            if was_up:
+                failures = 0
+                logger.warning("redis pub/sub connection lost (%s); reconnecting", _describe(error))
+            else:
+                failures += 1
+                if not self.failing:
+                    self.failing = True
+                    self._down_since = loop.time()
+                    logger.warning(
+                        "redis unreachable (%s); not ready until it returns", _describe(error)
+                    )
+            # Full jitter: workers that lost Redis together don't all return at once.
+            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**failures)))
+
+    def _now_up(self) -> None:
+        self.up = True
+        self._became_up.set()
+        if self.failing:
+            self.failing = False
+            down_for = asyncio.get_running_loop().time() - self._down_since
+            logger.warning("redis is back; ready again after %.1f s", down_for)
+
+    async def _session(self) -> None:
+        pubsub = self._client.pubsub()
+        loop = asyncio.get_running_loop()
+        try:
+            # Start afresh: everything open is subscribed again, the canary last so
+            # that its confirmation means every channel before it is caught up.
+            self._commands.clear()
+            self._outstanding.clear()
+            for key in self._channels:
+                self._queue("SUBSCRIBE", key)
+            self._queue("SUBSCRIBE", self.canary)
+            self._canary_heard = loop.time()
+            await pubsub.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._write(pubsub))
+                tasks.create_task(self._read(pubsub))
+                tasks.create_task(self._check_canary())
+        finally:
+            self.up = False
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    async def _write(self, pubsub: PubSub) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            while self._commands:
+                verb, first = self._commands.popleft()
+                batch = [first]
+                # Consecutive commands of the same verb go out as one.
+                while (
+                    self._commands and self._commands[0][0] == verb and len(batch) < SUBSCRIBE_BATCH
+                ):
+                    batch.append(self._commands.popleft()[1])
+                await pubsub.execute_command(verb, *batch)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        confirm_by = loop.time() + CONFIRM_TIMEOUT
+        while True:
+            message = await pubsub.get_message(timeout=READ_TIMEOUT)
+            if message is None:
+                if not self.up and loop.time() > confirm_by:
+                    raise TimeoutError("redis did not confirm the subscriptions")
+                continue
+            await self._handle(message)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        key = message["channel"].decode()
+        if kind == "message":
+            if key == self.canary:
+                self._canary_heard = asyncio.get_running_loop().time()
+            else:
+                self._deliver(key, message["data"])
+        elif kind in ("subscribe", "unsubscribe"):
+            await self._confirmed(key, kind == "subscribe")
+
+    def _deliver(self, key: str, payload: bytes) -> None:
+        channel = self._channels.get(key)
+        if channel is None or not channel.ready.is_set():
+            return  # not ours yet: a backfill or the subscriber's replay covers it
+        event = decode_message(self._to_channel(key), payload)
+        event_id = parse_id(event.id) if event is not None else None
+        if event is None or event_id is None:
+            logger.warning("ignored a malformed message on %s", key)
+            return
+        if channel.last_id is not None and event_id <= channel.last_id:
+            return  # already delivered by a backfill
+        channel.last_id = event_id
+        self._dispatch(event)
+
+    async def _confirmed(self, key: str, subscribed: bool) -> None:
+        left = self._outstanding.get(key, 1) - 1
+        if left > 0:
+            self._outstanding[key] = left
+            return  # a later command for this channel decides its state
+        self._outstanding.pop(key, None)
+        if key == self.canary:
+            if subscribed:
+                self._now_up()
+            return
+        channel = self._channels.get(key)
+        if not subscribed or channel is None or channel.ready.is_set():
+            return
+        if channel.last_id is None:
+            # A newly opened channel: live delivery starts here, and a later
+            # backfill starts after whatever the stream holds now.
+            channel.last_id = await self._latest(key)
+        else:
+            await self._backfill(key, channel)
+        if self._channels.get(key) is channel:
+            channel.ready.set()
+
+    async def _backfill(self, key: str, channel: _Channel) -> None:
+        # Subscribed again before reading: whatever is published from here on
+        # arrives as a message, and whatever came before is in the stream.
+        missed = await self._fetch_after(key, channel.last_id)
+        if missed:
+            logger.info("backfilled %d events on %s after reconnecting", len(missed), key)
+        for event in missed:
+            event_id = parse_id(event.id)
+            if event_id is None or (channel.last_id is not None and event_id <= channel.last_id):
+                continue
+            channel.last_id = event_id
+            self._dispatch(event)
+
+    async def _check_canary(self) -> None:
+        loop = asyncio.get_running_loop()
+        for count in itertools.count():
+            await asyncio.sleep(CANARY_INTERVAL)
+            if not self.up:
+                continue
+            if loop.time() - self._canary_heard > CANARY_TIMEOUT:
+                raise DeafConnection(f"canary not heard for {CANARY_TIMEOUT} s")
+            await self._client.publish(self.canary, str(count))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _describe(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

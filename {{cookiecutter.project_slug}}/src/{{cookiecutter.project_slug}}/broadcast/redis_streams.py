@@ -1,0 +1,63 @@
+"""How events live in Redis: key names, stream ids, the publish script, message payloads.
+
+A channel's history is the stream at `<prefix><channel>`; its live events go out on
+the pub/sub channel of the same name (keys and pub/sub channels are separate
+namespaces in Redis). The stream id that `XADD` assigns is the event id.
+"""
+
+from __future__ import annotations
+
+from ..events import Event
+
+KEY_PREFIX = "realtime:"
+MAX_ID_PART = 2**64 - 1
+
+# One atomic step: store the event in history (trimmed to about `history_size`,
+# expiring `history_ttl` seconds after the last publish), then announce it. A
+# publish is never announced without being stored, nor stored without being
+# announced. The payload is `<id>\n<name>\n<data>`: ids and names can't contain a
+# newline and compact JSON never does.
+PUBLISH_SCRIPT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[3], 'd', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
+return id
+"""
+
+StreamId = tuple[int, int]
+
+
+def key_for(channel: str, prefix: str = KEY_PREFIX) -> str:
+    """The stream key, which is also the pub/sub channel, of `channel`."""
+    return prefix + channel
+
+
+def parse_id(event_id: str) -> StreamId | None:
+    """`<ms>-<seq>` as a comparable pair, or None when it isn't a stream id."""
+    ms, sep, seq = event_id.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
+        return None
+    pair = (int(ms), int(seq))
+    if pair[0] > MAX_ID_PART or pair[1] > MAX_ID_PART:
+        return None
+    return pair
+
+
+def format_id(stream_id: StreamId) -> str:
+    """The canonical text of a stream id."""
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def decode_entry(channel: str, entry: tuple[bytes, dict[bytes, bytes]]) -> Event:
+    """An `XRANGE` entry as an event."""
+    entry_id, fields = entry
+    return Event(channel, entry_id.decode(), fields[b"n"].decode(), fields[b"d"])
+
+
+def decode_message(channel: str, payload: bytes) -> Event | None:
+    """A pub/sub payload as an event; None if it isn't one of ours."""
+    parts = payload.split(b"\n", 2)
+    if len(parts) != 3:
+        return None
+    event_id, name, data = parts
+    return Event(channel, event_id.decode(), name.decode(), data)
