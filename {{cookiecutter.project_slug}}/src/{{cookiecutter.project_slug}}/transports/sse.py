@@ -1,6 +1,300 @@
-"""Placeholder: the sse transport is being built."""
+"""Server-Sent Events: `GET /channels/{channel}/events`.
 
-from fastapi import APIRouter
+Everything that can fail (channel name, token, permission, capacity, broadcaster)
+is decided before the stream starts, so failures are plain JSON errors. Then a
+small ASGI response of our own streams the connection's outbox: one writer task
+per stream, one `send` per batch of pre-encoded frames. The registry's ticker
+drives heartbeats and notices writes that no longer complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from ..auth import Principal
+from ..broadcast import BroadcasterUnavailable
+from ..connections import CloseReason, Connection
+from ..events import Event
+from ..metrics import Metrics
+from ..outbox import Outbox
+from ..service import Service, authenticate, check_channel, get_service
 
 NAME = "sse"
 router = APIRouter()
+logger = logging.getLogger(__name__)
+
+# What a client should wait before reconnecting after a dropped connection (ms).
+RETRY_MS = 3000
+# On shutdown every client is told a random delay in this range, so that they
+# don't all come back in the same instant.
+SHUTDOWN_RETRY_MS = (1000, 5000)
+HEARTBEAT = b": ping\n\n"
+RESYNC = b"event: resync\ndata: {}\n\n"
+HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx buffers proxied responses unless told not to.
+    "X-Accel-Buffering": "no",
+}
+
+# A stuck writer can't complete its response, and uvicorn reports an ASGI app
+# that returns with an incomplete response as an ERROR. When we end such a
+# stream on purpose we have already logged why, so that one record is dropped
+# for that request only (the flag lives in the request task's context).
+_ABANDONED = contextvars.ContextVar("sse_stream_abandoned", default=False)
+_INCOMPLETE_RESPONSE = "ASGI callable returned without completing response."
+
+
+class _QuietAbandonedStreams(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_ABANDONED.get() and record.msg == _INCOMPLETE_RESPONSE)
+
+
+def _install_log_filter() -> None:
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietAbandonedStreams) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(_QuietAbandonedStreams())
+
+
+_install_log_filter()
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+class SSEConnection(Connection):
+    """One open event stream: its outbox, its writer task and its timers.
+
+    A client that stops reading is noticed two ways: its outbox overflows
+    (`OUTBOUND_QUEUE_SIZE` live events waiting), or one `send` has been pending
+    for more than 2 x `HEARTBEAT_INTERVAL` (the socket buffers are full and
+    uvicorn waits for them to drain). Either way it is dropped as a slow consumer.
+    """
+
+    transport = NAME
+
+    def __init__(
+        self,
+        principal: Principal,
+        channel: str,
+        *,
+        queue_size: int,
+        heartbeat_interval: float,
+        shutdown_grace: float,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(principal)
+        self.channel = channel
+        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed)
+        self.reason: CloseReason | None = None
+        self._interval = heartbeat_interval
+        self._stall_limit = 2 * heartbeat_interval
+        # Streams ending on shutdown get this long to flush, well inside the grace.
+        self._close_limit = min(self._stall_limit, shutdown_grace / 2)
+        self._metrics = metrics
+        self._delivered = metrics.events_delivered.labels(NAME)
+        self._last_write = time.monotonic()
+        self._send_started: float | None = None  # set while a `send` is pending
+        self._writer: asyncio.Task[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.abandoned = False
+
+    # -- called by the registry ------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Heartbeat when idle; drop the client when a write hasn't completed in time."""
+        if self._send_started is not None:
+            if now - self._send_started > self._stall_limit:
+                self.close(CloseReason.SLOW_CONSUMER)
+            return
+        if now - self._last_write >= self._interval and self.reason is None:
+            self._last_write = now  # the heartbeat is on its way
+            self.outbox.push(HEARTBEAT)
+
+    def close(self, reason: CloseReason) -> None:
+        """End the stream for `reason`; never blocks."""
+        if self.reason is not None:
+            if reason is CloseReason.SLOW_CONSUMER and not self.abandoned:
+                self._abandon()  # a closing stream whose last writes don't complete
+            return
+        self.reason = reason
+        self.outbox.close()
+        if reason is CloseReason.SLOW_CONSUMER:
+            self._metrics.slow_consumer_disconnects.labels(NAME).inc()
+            logger.warning(
+                "dropping a slow SSE client (sub=%r, channel=%r): it stopped reading",
+                self.principal.sub,
+                self.channel,
+            )
+            self._abandon()
+        elif self._writer is not None:
+            # The writer flushes what is queued and says goodbye, unless the
+            # client stopped reading: then it is cut off after `_close_limit`.
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(self._close_limit, self._abandon)
+
+    # -- the stream ------------------------------------------------------------
+
+    def closing_frame(self) -> bytes:
+        """The last bytes of the stream, saying why it ends."""
+        if self.reason is CloseReason.SHUTDOWN:
+            delay = random.randint(*SHUTDOWN_RETRY_MS)
+            return b": server shutting down\nretry: %d\n\n" % delay
+        if self.reason is CloseReason.TOKEN_EXPIRED:
+            return b": token expired\n\n"
+        return b""
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Stream until the client goes or the stream is closed."""
+        self._writer = asyncio.create_task(self._write(send), name="sse-writer")
+        watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
+        try:
+            await asyncio.wait((self._writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.outbox.close()
+            for task in (self._writer, watcher):
+                task.cancel()
+            await asyncio.wait((self._writer, watcher))
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+        if self.abandoned:
+            _ABANDONED.set(True)
+
+    async def _write(self, send: Send) -> None:
+        await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
+        while batch := await self.outbox.take():
+            if self.reason is CloseReason.TOKEN_EXPIRED:
+                break  # what is still queued is no longer the client's to see
+            frames = [item.sse_frame if isinstance(item, Event) else item for item in batch]
+            await self._send(send, b"".join(frames), more=True)
+            events = sum(isinstance(item, Event) for item in batch)
+            if events:
+                self._delivered.inc(events)
+        await self._send(send, self.closing_frame(), more=False)
+
+    async def _send(self, send: Send, body: bytes, *, more: bool) -> None:
+        self._send_started = time.monotonic()
+        # uvicorn's `send` waits here while the socket's buffers are full.
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+        self._last_write = time.monotonic()
+        self._send_started = None
+
+    def _overflowed(self) -> None:
+        self.close(CloseReason.SLOW_CONSUMER)
+
+    def _abandon(self) -> None:
+        """Stop the writer even though it is stuck in `send`.
+
+        The response can't be completed then (completing it is one more `send`
+        that would wait the same way), so the stream ends incomplete: uvicorn
+        closes the connection, and `_QuietAbandonedStreams` keeps its generic
+        "returned without completing response" ERROR out of the log, since
+        `close` already logged the reason. Raising instead would log a
+        traceback for something that is not a bug.
+        """
+        self.abandoned = True
+        self.outbox.close()
+        if self._writer is not None:
+            self._writer.cancel()
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    # uvicorn answers `http.disconnect` when the client goes away (or once the
+    # response is complete), so a closed client frees its slot at once.
+    message: Message = {}
+    while message.get("type") != "http.disconnect":
+        message = await receive()
+
+
+class EventStreamResponse(Response):
+    """The ASGI response that runs one `SSEConnection` and then cleans up after it.
+
+    Not `StreamingResponse`: the stream is driven by the connection's outbox and
+    timers, and a writer stuck in `send` must be stopped from outside.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, connection: SSEConnection, service: Service) -> None:
+        # Like `StreamingResponse`, no body: so no `content-length` either.
+        self.status_code = 200
+        self.background = None
+        self.init_headers(HEADERS)
+        self._connection = connection
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        connection = self._connection
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            await connection.run(receive, send)
+        finally:
+            self._service.broadcaster.unsubscribe(connection.channel, connection.outbox)
+            self._service.connections.release(connection)
+
+
+@router.get(
+    "/channels/{channel}/events",
+    response_class=EventStreamResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    channel: str,
+    request: Request,
+    service: ServiceDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Query()] = None,
+) -> EventStreamResponse:
+    """Stream `channel`'s events (needs the `subscribe` permission).
+
+    Resumes after `Last-Event-ID` (or `last_event_id`, for clients that can't
+    set headers): the retained events after it, then live ones, or `resync`
+    first when that can't be done without a gap.
+    """
+    check_channel(channel)
+    principal = authenticate(service, request)
+    if not principal.can_subscribe(channel):
+        raise HTTPException(403, f"token may not subscribe to {channel!r}")
+    settings = service.settings
+    connection = SSEConnection(
+        principal,
+        channel,
+        queue_size=settings.outbound_queue_size,
+        heartbeat_interval=settings.heartbeat_interval,
+        shutdown_grace=settings.shutdown_grace,
+        metrics=service.metrics,
+    )
+    if not service.connections.admit(connection):
+        detail = (
+            "server shutting down" if service.connections.shutting_down else "too many connections"
+        )
+        raise HTTPException(503, detail, headers={"Retry-After": "1"})
+    # The browser's EventSource sends the header on reconnects, with a newer
+    # id than the one its URL was built with.
+    resume_from = last_event_id_header or last_event_id or None
+
+    def on_live(recovered: bool) -> None:
+        if not recovered:
+            connection.outbox.push(RESYNC)
+
+    try:
+        await service.broadcaster.subscribe(channel, connection.outbox, resume_from, on_live)
+    except BroadcasterUnavailable as exc:
+        service.connections.release(connection)
+        raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
+    except BaseException:
+        service.connections.release(connection)
+        raise
+    return EventStreamResponse(connection, service)

@@ -1,0 +1,398 @@
+"""The SSE transport, `GET /channels/{channel}/events`, against a real uvicorn process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerFactory, TokenFactory
+from servers import ServerProcess
+from sse_client import Frame, SSEStream, open_stream
+
+CHANNEL = "room:1"
+
+
+@pytest.fixture
+def server(start_server: ServerFactory) -> ServerProcess:
+    """A server with the test settings (heartbeat every 0.2 s)."""
+    return start_server()
+
+
+@pytest.fixture
+async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `server`, for publishing and scraping."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+async def publish(
+    client: httpx.AsyncClient,
+    token: str,
+    data: Any,
+    *,
+    event: str = "message",
+    channel: str = CHANNEL,
+) -> str:
+    """Publish one event; its id."""
+    response = await client.post(
+        f"/channels/{channel}/events",
+        json={"event": event, "data": data},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 202, response.text
+    event_id: str = response.json()["id"]
+    return event_id
+
+
+async def metric(client: httpx.AsyncClient, name: str) -> float:
+    """The value of one series (name with labels) in `/metrics`."""
+    text = (await client.get("/metrics")).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not in /metrics:\n{text}"
+    return float(match.group(1))
+
+
+async def wait_until(condition: Any, timeout: float, message: str) -> None:
+    """Poll the async `condition` until it holds; fail with `message` after `timeout`."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(message) from None
+
+
+async def first_frame(stream: SSEStream) -> Frame:
+    """The stream's first frame, which must be its `retry:`."""
+    frame = await stream.next_frame()
+    assert frame is not None
+    assert frame.retry is not None, f"the stream must start with retry:, got {frame}"
+    return frame
+
+
+# -- errors before the stream starts ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("missing token", 401),
+        ("bad signature", 401),
+        ("expired token", 401),
+        ("no subscribe permission", 403),
+        ("bad channel name", 400),
+    ],
+)
+async def test_errors_are_json_before_the_stream_starts(
+    server: ServerProcess, make_token: TokenFactory, case: str, status: int
+) -> None:
+    """Auth, permission and channel failures are plain JSON errors, and the token is never logged."""
+    token = {
+        "missing token": None,
+        "bad signature": make_token()[:-4] + "AAAA",
+        "expired token": make_token(ttl=-10),
+        "no subscribe permission": make_token(subscribe=["other:*"]),
+        "bad channel name": make_token(),
+    }[case]
+    channel = "bad channel!" if case == "bad channel name" else CHANNEL
+    stream = await open_stream(server.port, channel.replace(" ", "%20"), query_token=token)
+    await stream.close()
+    assert stream.status == status
+    assert stream.headers["content-type"] == "application/json"
+    assert json.loads(stream.body)["detail"]
+    if token is not None:
+        assert token not in server.output()
+
+
+async def test_max_connections_answers_503(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Beyond MAX_CONNECTIONS a new stream is refused with a JSON 503."""
+    server = start_server(MAX_CONNECTIONS="2")
+    token = make_token()
+    open_ones = [await open_stream(server.port, CHANNEL, token=token) for _ in range(2)]
+    refused = await open_stream(server.port, CHANNEL, token=token)
+    await refused.close()
+    assert [s.status for s in open_ones] == [200, 200]
+    assert refused.status == 503
+    assert json.loads(refused.body)["detail"] == "too many connections"
+    for stream in open_ones:
+        await stream.close()
+
+
+async def test_a_closed_stream_frees_its_slot_within_a_second(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """A client that goes away frees its MAX_CONNECTIONS slot at once, heartbeat or not."""
+    server = start_server(MAX_CONNECTIONS="1", HEARTBEAT_INTERVAL="30")
+    token = make_token()
+    first = await open_stream(server.port, CHANNEL, token=token)
+    assert first.status == 200
+    await first.close()
+    admitted: list[SSEStream] = []
+
+    async def admitted_again() -> bool:
+        stream = await open_stream(server.port, CHANNEL, token=token)
+        if stream.status == 200:
+            admitted.append(stream)
+            return True
+        await stream.close()
+        return False
+
+    await wait_until(admitted_again, 1.0, "the closed stream's slot was not freed within 1 s")
+    await admitted[0].close()
+
+
+# -- the stream ---------------------------------------------------------------
+
+
+async def test_stream_headers_retry_and_framing(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """Headers, `retry:` first, then id/event/data with unicode and nested JSON intact."""
+    token = make_token()
+    await publish(http, token, "before the stream: not replayed")
+    stream = await open_stream(server.port, CHANNEL, query_token=token)
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.headers["cache-control"] == "no-cache"
+    assert stream.headers["x-accel-buffering"] == "no"
+    await first_frame(stream)
+    data = {"text": "héllo ☃ 🎉 \"quoted\"\nnewline", "nested": {"list": [1, 2.5, None, True]}}
+    event_id = await publish(http, token, data, event="chat.new")
+    frame = await stream.next_event()
+    assert frame.id == event_id
+    assert frame.event == "chat.new"
+    assert frame.json() == data
+    assert "\n" not in (frame.data or "")  # compact JSON: one `data:` line
+    await stream.close()
+    assert token not in server.output()
+
+
+async def test_heartbeat_arrives_when_idle(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """An idle stream gets a comment line at least every ~1.5 x HEARTBEAT_INTERVAL."""
+    interval = 0.5
+    server = start_server(HEARTBEAT_INTERVAL=str(interval))
+    stream = await open_stream(server.port, CHANNEL, token=make_token())
+    await first_frame(stream)
+    for _ in range(3):
+        frame = await stream.next_frame(timeout=1.5 * interval)
+        assert frame is not None
+        assert frame.comments
+        assert not frame.is_event
+    await stream.close()
+
+
+async def test_500_rapid_publishes_arrive_in_order(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """Events published back to back arrive complete and in publish order."""
+    token = make_token()
+    stream = await open_stream(server.port, CHANNEL, token=token)
+    await first_frame(stream)
+    ids = [await publish(http, token, n) for n in range(500)]
+    frames = await stream.events(500, timeout=30)
+    assert [f.id for f in frames] == ids
+    assert [f.json() for f in frames] == list(range(500))
+    await wait_until(
+        lambda: _delivered_at_least(http, 500), 5, "realtime_events_delivered_total not counted"
+    )
+    await stream.close()
+
+
+async def _delivered_at_least(http: httpx.AsyncClient, count: int) -> bool:
+    return await metric(http, 'realtime_events_delivered_total{transport="sse"}') >= count
+
+
+# -- resume -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["header", "query"])
+async def test_resume_replays_exactly_the_missed_events_then_live(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory, via: str
+) -> None:
+    """`Last-Event-ID` (or `last_event_id`) replays what came after it, then live, no dup."""
+    token = make_token()
+    ids = [await publish(http, token, n) for n in range(5)]
+    if via == "header":
+        stream = await open_stream(server.port, CHANNEL, token=token, last_event_id=ids[1])
+    else:
+        stream = await open_stream(
+            server.port, CHANNEL, token=token, query={"last_event_id": ids[1]}
+        )
+    await first_frame(stream)
+    replayed = await stream.events(3)
+    assert [f.id for f in replayed] == ids[2:]
+    assert [f.json() for f in replayed] == [2, 3, 4]
+    live_id = await publish(http, token, 5)
+    live = await stream.next_event()
+    assert live.id == live_id
+    assert live.json() == 5
+    await stream.close()
+
+
+async def test_the_header_wins_over_the_query_parameter(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """An EventSource reconnect sends a newer `Last-Event-ID` than its URL's; that one counts."""
+    token = make_token()
+    ids = [await publish(http, token, n) for n in range(4)]
+    stream = await open_stream(
+        server.port, CHANNEL, token=token, last_event_id=ids[2], query={"last_event_id": ids[0]}
+    )
+    await first_frame(stream)
+    assert (await stream.next_event()).id == ids[3]
+    await stream.close()
+
+
+async def _assert_resync_then_live(stream: SSEStream, http: httpx.AsyncClient, token: str) -> None:
+    await first_frame(stream)
+    resync = await stream.next_event()
+    assert resync.event == "resync"
+    assert resync.json() == {}
+    live_id = await publish(http, token, "live")
+    live = await stream.next_event()
+    assert live.id == live_id  # nothing replayed between resync and live
+
+
+async def test_resume_from_a_trimmed_id_sends_resync_first(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """An id older than the retained history (HISTORY_SIZE) gets `resync`, then live only."""
+    server = start_server(HISTORY_SIZE="5")
+    token = make_token()
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        ids = [await publish(http, token, n) for n in range(10)]
+        stream = await open_stream(server.port, CHANNEL, token=token, last_event_id=ids[0])
+        await _assert_resync_then_live(stream, http, token)
+        await stream.close()
+
+
+async def test_resume_from_an_unknown_id_sends_resync_first(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """A garbage id can't be resumed from: `resync`, then live only."""
+    token = make_token()
+    await publish(http, token, "retained")
+    stream = await open_stream(server.port, CHANNEL, token=token, last_event_id="garbage-id")
+    await _assert_resync_then_live(stream, http, token)
+    await stream.close()
+
+
+# -- slow consumers, expiry, shutdown -------------------------------------------
+
+
+def _open_non_reading_client(port: int, token: str) -> socket.socket:
+    """A client with a tiny receive buffer that sends its request and never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", port))
+    request = (
+        f"GET /channels/{CHANNEL}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    return sock
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """A non-reading client is dropped and counted; the others get every event; the server is fine."""
+    server = start_server(OUTBOUND_QUEUE_SIZE="100", HEARTBEAT_INTERVAL="1")
+    token = make_token()
+    count, payload = 2000, "x" * 16_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        readers = [await open_stream(server.port, CHANNEL, token=token) for _ in range(2)]
+        slow = _open_non_reading_client(server.port, token)
+        await wait_until(
+            lambda: _connections_are(http, 3), 5, "the three streams never all opened"
+        )
+        received = [asyncio.create_task(r.events(count, timeout=45)) for r in readers]
+        ids = [await publish(http, token, [n, payload]) for n in range(count)]
+        for task in received:
+            frames = await task
+            assert [f.id for f in frames] == ids
+        await wait_until(
+            lambda: _slow_consumers_are(http, 1), 10, "the slow client was not dropped"
+        )
+        assert (await http.get("/healthz")).status_code == 200
+        await wait_until(lambda: _connections_are(http, 2), 5, "the slow client kept its slot")
+        for reader in readers:
+            await reader.close()
+        slow.close()
+    output = server.output()
+    assert "dropping a slow SSE client" in output
+    assert "ERROR" not in output
+    assert "Traceback" not in output
+
+
+async def _connections_are(http: httpx.AsyncClient, count: int) -> bool:
+    return await metric(http, 'realtime_connections{transport="sse"}') == count
+
+
+async def _slow_consumers_are(http: httpx.AsyncClient, count: int) -> bool:
+    return await metric(http, 'realtime_slow_consumer_disconnects_total{transport="sse"}') == count
+
+
+async def test_stream_ends_when_the_token_expires(
+    server: ServerProcess, make_token: TokenFactory
+) -> None:
+    """The stream ends no later than 1 s after the token's `exp`."""
+    token = make_token(ttl=2)
+    exp = json.loads(_jwt_payload(token))["exp"]
+    stream = await open_stream(server.port, CHANNEL, token=token)
+    await first_frame(stream)
+    await stream.rest(timeout=exp - time.time() + 1.5)
+    assert stream.ended
+    assert time.time() >= exp - 0.1  # not before the token expired
+    await stream.close()
+
+
+def _jwt_payload(token: str) -> bytes:
+    import base64
+
+    payload = token.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+
+
+async def test_sigterm_ends_1000_streams_and_exits_within_the_grace(
+    server: ServerProcess, make_token: TokenFactory
+) -> None:
+    """SIGTERM ends every stream with a randomized `retry:` and uvicorn exits within SHUTDOWN_GRACE."""
+    grace = 3.0  # SHUTDOWN_GRACE of the test settings
+    token = make_token()
+    gate = asyncio.Semaphore(100)
+
+    async def connect() -> SSEStream:
+        async with gate:
+            stream = await open_stream(server.port, CHANNEL, token=token, timeout=20)
+            await first_frame(stream)
+            return stream
+
+    streams = await asyncio.gather(*(connect() for _ in range(1000)))
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    endings = await asyncio.gather(*(s.rest(timeout=grace + 1) for s in streams))
+    drained = time.monotonic() - started
+    await asyncio.to_thread(server.wait_exit, grace + 1 - (time.monotonic() - started))
+    exited = time.monotonic() - started
+    assert all(s.ended for s in streams), "some streams were cut off instead of ended"
+    retries = [f.retry for frames in endings for f in frames if f.retry is not None]
+    assert len(retries) == 1000
+    assert all(1000 <= r <= 5000 for r in retries)
+    assert len(set(retries)) > 1, "every client was told the same retry delay"
+    for stream in streams:
+        await stream.close()
+    print(f"1000 streams ended {drained:.2f} s after SIGTERM; uvicorn exited after {exited:.2f} s")
