@@ -20,6 +20,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "src/*/transports/sse.py",
         "docs/sse.md",
         "tests/test_sse*.py",
+        "tests/sse_client.py",
         "client/src/sse.ts",
         "client/test/sse*.test.ts",
         "client/test/browser/sse*",
