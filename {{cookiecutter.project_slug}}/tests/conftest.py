@@ -27,16 +27,15 @@ ServerFactory = Callable[..., ServerProcess]
 @pytest.fixture
 def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """Environment for a service under test: fast heartbeats, a known secret."""
-    env = {
+    return {
         "JWT_SECRET": TEST_SECRET,
         "HEARTBEAT_INTERVAL": "0.2",
         "LOG_LEVEL": "INFO",
         "SHUTDOWN_GRACE": "3",
-    }
 {% if cookiecutter.broadcaster == "redis" %}
-    env["REDIS_URL"] = request.getfixturevalue("redis_url")
+        "REDIS_URL": request.getfixturevalue("redis_url"),
 {% endif %}
-    return env  # noqa: RET504  (the redis broadcaster adds REDIS_URL)
+    }
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A FastAPI real-time service (SSE/WebSocket fan-out with JWT auth); see README.md."""
+"""A FastAPI real-time service; see README.md."""
 
 PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
 DESCRIPTION = {{ cookiecutter.description | tojson }}
