@@ -30,6 +30,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "docs/websocket.md",
         "src/*/transports/ws_*.py",
         "tests/test_websocket*.py",
+        "tests/ws_client.py",
         "client/src/websocket*.ts",
         "client/test/websocket*.test.ts",
         "client/test/browser/websocket*",
