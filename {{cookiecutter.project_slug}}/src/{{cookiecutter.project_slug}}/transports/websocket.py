@@ -1,6 +1,70 @@
-"""Placeholder: the websocket transport is being built."""
+"""`WS /ws`: the handshake rules (origin, token, admission), then one connection.
+
+Auth failures are signalled after accepting, with close code 1008 and a reason:
+a refused handshake reaches a browser as a bare 1006, which it can't tell from a
+network fault, so it would retry forever. Only a foreign `Origin` is refused
+before accept (HTTP 403), as browsers expect of cross-site requests.
+"""
+
+from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocket
 
-NAME = "websocket"
+from ..auth import AuthError, bearer_token
+from ..service import get_service
+from ..settings import Settings
+from .ws_connection import (
+    POLICY_VIOLATION,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    WebSocketConnection,
+    close_quietly,
+)
+
+NAME = WebSocketConnection.transport
 router = APIRouter()
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Accept, authenticate and admit a client, then serve it until it closes."""
+    service = get_service(websocket)
+    if not origin_allowed(service.settings, websocket.headers.get("origin")):
+        await refuse(websocket, 403, "origin not allowed")
+        return
+    await websocket.accept()
+    token = bearer_token(
+        websocket.headers.get("authorization"), websocket.query_params.get("token")
+    )
+    try:
+        principal = service.verifier.verify(token)
+    except AuthError as exc:
+        await close_quietly(websocket, POLICY_VIOLATION, str(exc))
+        return
+    connection = WebSocketConnection(websocket, service, principal)
+    if not service.connections.admit(connection):
+        if service.connections.shutting_down:
+            await close_quietly(websocket, SERVICE_RESTART, "server shutting down")
+        else:
+            await close_quietly(websocket, TRY_AGAIN_LATER, "too many connections")
+        return
+    await connection.run()
+
+
+def origin_allowed(settings: Settings, origin: str | None) -> bool:
+    """Whether a handshake from `origin` may proceed (`None`: not a browser, allowed)."""
+    if origin is None or settings.allows_any_origin:
+        return True
+    wanted = origin.rstrip("/").lower()
+    return any(wanted == allowed.rstrip("/").lower() for allowed in settings.allowed_origins)
+
+
+async def refuse(websocket: WebSocket, status: int, detail: str) -> None:
+    """Refuse the handshake with an HTTP error, before accepting it."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+    else:
+        # Without the denial-response extension, servers answer a pre-accept close with 403.
+        await websocket.close()

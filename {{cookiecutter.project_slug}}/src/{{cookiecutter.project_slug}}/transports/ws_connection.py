@@ -1,0 +1,338 @@
+"""One accepted WebSocket: a reader task, a writer task, and the state they share.
+
+The reader handles client frames in order. The writer drains the connection's
+outbox onto the socket; it is the only task that ever waits on a slow client,
+so a client that stops reading holds up nobody but itself. The registry's ticker
+calls `tick` for heartbeats, the idle timeout and stuck-write detection, so a
+connection has no timers of its own besides its token's expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..auth import AuthError, Principal
+from ..broadcast import BroadcasterUnavailable
+from ..connections import CloseReason, Connection
+from ..events import Event, encode_json
+from ..outbox import Outbox
+from ..service import Service
+from .ws_frames import (
+    PING,
+    FrameError,
+    Publish,
+    Refresh,
+    Subscribe,
+    Unsubscribe,
+    encode_frame,
+    error_frame,
+    parse_frame,
+    ref_of,
+)
+from .ws_ratelimit import FloodGuard, Verdict
+
+logger = logging.getLogger(__name__)
+
+# RFC 6455 close codes, as the protocol assigns them.
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+
+CLOSE_CODES: dict[CloseReason, int] = {
+    CloseReason.SHUTDOWN: SERVICE_RESTART,
+    CloseReason.SLOW_CONSUMER: TRY_AGAIN_LATER,
+    CloseReason.TOKEN_EXPIRED: POLICY_VIOLATION,
+    CloseReason.IDLE: GOING_AWAY,
+    CloseReason.OVERLOADED: TRY_AGAIN_LATER,
+}
+
+# A generous cap so one connection can't make the broadcaster track unbounded channels.
+MAX_SUBSCRIPTIONS = 1000
+
+# A close reason may hold at most 123 bytes of UTF-8 (RFC 6455 §5.5).
+_MAX_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to fit a close frame."""
+    return text.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
+class WebSocketConnection(Connection):
+    """An accepted, authenticated WebSocket, registered with the connection registry."""
+
+    transport = "websocket"
+
+    def __init__(self, websocket: WebSocket, service: Service, principal: Principal) -> None:
+        super().__init__(principal)
+        self._ws = websocket
+        self._service = service
+        settings = service.settings
+        self._interval = settings.heartbeat_interval
+        self._max_bytes = settings.max_message_bytes
+        # Ping a little early so that, whatever the ticker's phase, pings are never
+        # further apart than the interval.
+        self._ping_every = self._interval - min(self._interval / 4, 1.0)
+        self.outbox: Outbox[str] = Outbox(settings.outbound_queue_size, self._on_overflow)
+        self.channels: set[str] = set()
+        now = time.monotonic()
+        self._guard = FloodGuard(settings.ws_rate_limit, now)
+        self._last_received = now
+        self._last_ping = now
+        self._ping_due = False
+        self._write_started: float | None = None
+        self._closing: tuple[int, str] | None = None
+        self._closing_since = 0.0
+        self._send_close = True
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it is closed, by either side or by `tick`."""
+        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+        self._reader = asyncio.create_task(self._read_loop(), name="ws-reader")
+        try:
+            # The writer ends last: after the close frame, or once the socket is gone.
+            await asyncio.wait({self._writer})
+        finally:
+            for task in (self._reader, self._writer):
+                task.cancel()
+            await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+            self._release()
+
+    def close(self, reason: CloseReason) -> None:
+        """Close with the code the protocol gives `reason`; never blocks."""
+        if reason is CloseReason.SLOW_CONSUMER and self._closing is None:
+            self._service.metrics.slow_consumer_disconnects.labels(self.transport).inc()
+        self._begin_close(CLOSE_CODES[reason], reason.value)
+
+    def tick(self, now: float) -> None:
+        """Heartbeat, idle timeout and stuck-writer detection (the registry's ticker)."""
+        limit = 2 * self._interval
+        if self._closing is not None:
+            if now - self._closing_since > limit:
+                # Not even the close frame could be written: drop the socket.
+                self._abort()
+            return
+        if self._write_started is not None and now - self._write_started > limit:
+            # The client stopped reading: the kernel's buffers are full and the
+            # write can't finish. Its own outbox would overflow next.
+            self.close(CloseReason.SLOW_CONSUMER)
+            return
+        if now - self._last_received > limit:
+            self.close(CloseReason.IDLE)
+            return
+        if now - self._last_ping >= self._ping_every:
+            self._last_ping = now
+            self._ping_due = True
+            # Urgent: it jumps queued events; the writer also sends it mid-batch.
+            self.outbox.push(PING, urgent=True)
+
+    def _begin_close(self, code: int, reason: str, *, send_frame: bool = True) -> None:
+        if self._closing is not None:
+            return
+        self._closing = (code, close_reason(reason))
+        self._closing_since = time.monotonic()
+        self._send_close = send_frame
+        self._release()
+
+    def _release(self) -> None:
+        """Free everything the connection holds; its registry slot is reusable at once."""
+        self.outbox.close()
+        broadcaster = self._service.broadcaster
+        for channel in self.channels:
+            broadcaster.unsubscribe(channel, self.outbox)
+        self.channels.clear()
+        self._service.connections.release(self)
+
+    def _abort(self) -> None:
+        for task in (self._writer, self._reader):
+            if task is not None:
+                task.cancel()
+
+    def _on_overflow(self) -> None:
+        self.close(CloseReason.SLOW_CONSUMER)
+
+    # -- writing ---------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        delivered = self._service.metrics.events_delivered.labels(self.transport)
+        try:
+            # `take` returns nothing only once the outbox is closed and drained.
+            while batch := await self.outbox.take():
+                sent_events = 0
+                for item in batch:
+                    if self._closing is not None:
+                        # Replies queued before the close (a last `rate_limited`, say)
+                        # still go out; undelivered events and heartbeats don't.
+                        if self._send_close and isinstance(item, str) and item is not PING:
+                            await self._send(item)
+                        continue
+                    if isinstance(item, Event):
+                        await self._send(item.ws_text)
+                        sent_events += 1
+                    elif item is not PING:
+                        await self._send(item)
+                    if self._ping_due:
+                        # Also between events while busy streaming, not only when idle.
+                        self._ping_due = False
+                        await self._send(PING)
+                if sent_events:
+                    delivered.inc(sent_events)
+            assert self._closing is not None
+            if self._send_close:
+                code, reason = self._closing
+                await self._ws.close(code, reason)
+        except (OSError, RuntimeError, WebSocketDisconnect):
+            # The client went away mid-write: nothing more can be sent.
+            self._begin_close(GOING_AWAY, "client gone", send_frame=False)
+
+    async def _send(self, text: str) -> None:
+        self._write_started = time.monotonic()
+        await self._ws.send_text(text)
+        self._write_started = None
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while self._closing is None:
+            try:
+                message = await self._ws.receive()
+            except (OSError, RuntimeError, WebSocketDisconnect):
+                message = {"type": "websocket.disconnect"}
+            if message["type"] == "websocket.disconnect":
+                self._begin_close(GOING_AWAY, "client gone", send_frame=False)
+                return
+            try:
+                await self._on_frame(message.get("text"), message.get("bytes"))
+            except Exception:
+                # A bug must not leave a half-working connection behind.
+                logger.exception("websocket frame handling failed")
+                self._begin_close(INTERNAL_ERROR, "internal error")
+
+    async def _on_frame(self, text: str | None, data: bytes | None) -> None:
+        now = time.monotonic()
+        self._last_received = now
+        if self._too_big(text, data):
+            self._begin_close(MESSAGE_TOO_BIG, f"message larger than {self._max_bytes} bytes")
+            return
+        verdict = self._guard.check(now)
+        if verdict is not Verdict.ALLOW:
+            ref = ref_of(text) if text is not None else None
+            self._reply(error_frame("rate_limited", "too many frames; slow down", ref))
+            if verdict is Verdict.CLOSE:
+                self._begin_close(POLICY_VIOLATION, "rate limited")
+            return
+        if text is None:
+            self._reply(
+                error_frame("bad_request", "binary frames are not supported: send JSON text")
+            )
+            return
+        try:
+            frame = parse_frame(text)
+            if isinstance(frame, Subscribe):
+                await self._subscribe(frame)
+            elif isinstance(frame, Unsubscribe):
+                self._unsubscribe(frame)
+            elif isinstance(frame, Publish):
+                await self._publish(frame)
+            elif isinstance(frame, Refresh):
+                self._refresh(frame)
+            # A pong needs no answer: receiving it already reset the idle timer.
+        except FrameError as exc:
+            self._reply(error_frame(exc.code, exc.detail, exc.ref))
+
+    def _too_big(self, text: str | None, data: bytes | None) -> bool:
+        if data is not None:
+            return len(data) > self._max_bytes
+        if text is None:
+            return False
+        # Encoding only when the character count leaves it in doubt.
+        if len(text) > self._max_bytes:
+            return True
+        return len(text) * 4 > self._max_bytes and len(text.encode()) > self._max_bytes
+
+    def _reply(self, text: str) -> None:
+        self.outbox.push(text)
+
+    # -- frames ----------------------------------------------------------------
+
+    async def _subscribe(self, frame: Subscribe) -> None:
+        channel, ref = frame.channel, frame.ref
+        if not self.principal.can_subscribe(channel):
+            raise FrameError("forbidden", f"token may not subscribe to {channel!r}", ref)
+        broadcaster = self._service.broadcaster
+        if channel in self.channels:
+            if frame.last_event_id is None:
+                self._reply(encode_frame("subscribed", ref, channel=channel, recovered=True))
+                return
+            # A resume on a live subscription starts it again from the given id.
+            broadcaster.unsubscribe(channel, self.outbox)
+            self.channels.discard(channel)
+        elif len(self.channels) >= MAX_SUBSCRIPTIONS:
+            raise FrameError(
+                "forbidden", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", ref
+            )
+
+        def acknowledge(recovered: bool) -> None:
+            # Runs after any replay and before the first live event.
+            self._reply(encode_frame("subscribed", ref, channel=channel, recovered=recovered))
+
+        self.channels.add(channel)
+        try:
+            await broadcaster.subscribe(channel, self.outbox, frame.last_event_id, acknowledge)
+        except BroadcasterUnavailable as exc:
+            self.channels.discard(channel)
+            raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
+        if self._closing is not None:
+            # Closed while history was read: `_release` ran before the subscription existed.
+            broadcaster.unsubscribe(channel, self.outbox)
+
+    def _unsubscribe(self, frame: Unsubscribe) -> None:
+        if frame.channel in self.channels:
+            self.channels.discard(frame.channel)
+            self._service.broadcaster.unsubscribe(frame.channel, self.outbox)
+        self._reply(encode_frame("unsubscribed", frame.ref, channel=frame.channel))
+
+    async def _publish(self, frame: Publish) -> None:
+        channel, ref = frame.channel, frame.ref
+        if not self.principal.can_publish(channel):
+            raise FrameError("forbidden", f"token may not publish to {channel!r}", ref)
+        try:
+            event = await self._service.broadcaster.publish(
+                channel, frame.event, encode_json(frame.data)
+            )
+        except BroadcasterUnavailable as exc:
+            raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
+        self._service.metrics.events_published.inc()
+        self._reply(encode_frame("published", ref, channel=channel, id=event.id))
+
+    def _refresh(self, frame: Refresh) -> None:
+        try:
+            principal = self._service.verifier.verify(frame.token)
+        except AuthError as exc:
+            raise FrameError("forbidden", f"refresh refused: {exc}", frame.ref) from None
+        if principal.sub != self.principal.sub:
+            raise FrameError(
+                "forbidden", "refresh refused: the token is for another sub", frame.ref
+            )
+        # Existing subscriptions stay; the new claims govern what follows.
+        self.principal = principal
+        self.schedule_expiry()
+        self._reply(encode_frame("refreshed", frame.ref))
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close an accepted socket that never got a connection object (auth, admission)."""
+    with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
+        await websocket.close(code, close_reason(reason))

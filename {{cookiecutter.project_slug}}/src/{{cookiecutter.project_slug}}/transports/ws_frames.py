@@ -1,0 +1,170 @@
+"""The WebSocket protocol's frames: client frames parsed into models, server frames encoded.
+
+Parsing decides the `error` code a malformed frame earns, so the connection can
+answer it and live on: `bad_request` for anything that isn't a well-formed frame,
+`unknown_type` for a string `type` this server doesn't speak.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from ..events import DEFAULT_EVENT_NAME, decode_json
+from ..permissions import is_valid_channel, is_valid_event_name
+
+ErrorCode = Literal["bad_request", "unknown_type", "forbidden", "rate_limited", "unavailable"]
+
+# Long enough to recognise what was sent, short enough to keep error frames small.
+_ECHO_LIMIT = 64
+
+
+class FrameError(Exception):
+    """A client frame that can't be acted on; answered with an `error` frame."""
+
+    def __init__(self, code: ErrorCode, detail: str, ref: str | None = None) -> None:
+        super().__init__(detail)
+        self.code: ErrorCode = code
+        self.detail = detail
+        self.ref = ref
+
+
+def _check_channel(name: str) -> str:
+    if not is_valid_channel(name):
+        raise ValueError("invalid channel name: use 1-128 characters of A-Z a-z 0-9 _ - : . @")
+    return name
+
+
+def _check_event_name(name: str) -> str:
+    if not is_valid_event_name(name):
+        raise ValueError("invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
+    return name
+
+
+Channel = Annotated[StrictStr, AfterValidator(_check_channel)]
+EventName = Annotated[StrictStr, AfterValidator(_check_event_name)]
+
+
+class _ClientFrame(BaseModel):
+    # Unknown fields are ignored so that clients can add fields without breaking.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ref: StrictStr | None = None
+
+
+class Subscribe(_ClientFrame):
+    """`{"type":"subscribe","channel":C,"last_event_id":X?}`."""
+
+    type: Literal["subscribe"]
+    channel: Channel
+    last_event_id: StrictStr | None = None
+
+
+class Unsubscribe(_ClientFrame):
+    """`{"type":"unsubscribe","channel":C}`."""
+
+    type: Literal["unsubscribe"]
+    channel: Channel
+
+
+class Publish(_ClientFrame):
+    """`{"type":"publish","channel":C,"event":E?,"data":D}`; `data` may be null, not missing."""
+
+    type: Literal["publish"]
+    channel: Channel
+    event: EventName = DEFAULT_EVENT_NAME
+    data: Any = Field(...)
+
+
+class Pong(_ClientFrame):
+    """`{"type":"pong"}`: the answer to a ping (any frame resets the idle timer)."""
+
+    type: Literal["pong"]
+
+
+class Refresh(_ClientFrame):
+    """`{"type":"refresh","token":T}`: a new token for the same `sub`."""
+
+    type: Literal["refresh"]
+    token: StrictStr
+
+
+AnyFrame = Subscribe | Unsubscribe | Publish | Pong | Refresh
+_ADAPTER: TypeAdapter[AnyFrame] = TypeAdapter(Annotated[AnyFrame, Field(discriminator="type")])
+KNOWN_TYPES = frozenset({"subscribe", "unsubscribe", "publish", "pong", "refresh"})
+
+
+def parse_frame(text: str) -> AnyFrame:
+    """The frame `text` holds; raises `FrameError` with the code it deserves."""
+    try:
+        value = decode_json(text)
+    except ValueError as exc:
+        raise FrameError("bad_request", f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise FrameError("bad_request", "a frame must be a JSON object")
+    raw_ref = value.get("ref")
+    ref = raw_ref if isinstance(raw_ref, str) else None
+    if "type" not in value:
+        raise FrameError("bad_request", "missing field 'type'", ref)
+    kind = value["type"]
+    if not isinstance(kind, str):
+        raise FrameError("bad_request", "field 'type' must be a string", ref)
+    if kind not in KNOWN_TYPES:
+        raise FrameError("unknown_type", f"unknown frame type {_echo(kind)}", ref)
+    try:
+        return _ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        raise FrameError("bad_request", _describe(exc), ref) from None
+
+
+def ref_of(text: str) -> str | None:
+    """The `ref` of a frame that won't be parsed in full (a dropped one), if it has one."""
+    try:
+        value = decode_json(text)
+    except ValueError:
+        return None
+    ref = value.get("ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        # The discriminator adds the frame type to every location; drop it.
+        loc = [str(part) for part in error["loc"][1:]]
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"field '{'.'.join(loc)}': {message}" if loc else message)
+    return "; ".join(problems)
+
+
+def _echo(value: str) -> str:
+    shown = value if len(value) <= _ECHO_LIMIT else value[:_ECHO_LIMIT] + "..."
+    return json.dumps(shown, ensure_ascii=False)
+
+
+# -- server frames -------------------------------------------------------------
+
+PING = '{"type":"ping"}'
+
+
+def encode_frame(kind: str, ref: str | None = None, **fields: Any) -> str:
+    """A server frame of type `kind`, carrying `ref` when the client gave one."""
+    frame: dict[str, Any] = {"type": kind, **fields}
+    if ref is not None:
+        frame["ref"] = ref
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: ErrorCode, detail: str, ref: str | None = None) -> str:
+    """`{"type":"error","code":K,"detail":"...","ref":...}`."""
+    return encode_frame("error", ref, code=code, detail=detail)
