@@ -8,6 +8,7 @@ comment lines, and whether the stream ended cleanly or was cut off).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,10 +129,8 @@ class SSEStream:
     async def close(self) -> None:
         """Close the connection."""
         self._writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):  # the server may have reset it first
             await self._writer.wait_closed()
-        except ConnectionError:
-            pass  # the server may have reset it first
 
 
 async def open_stream(

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from conftest import ServerFactory, TokenFactory
+from {{ cookiecutter.project_slug }}.events import Event
+from {{ cookiecutter.project_slug }}.outbox import Outbox
 from servers import ServerProcess
 from sse_client import Frame, SSEStream, open_stream
 
@@ -167,7 +169,7 @@ async def test_stream_headers_retry_and_framing(
     assert stream.headers["cache-control"] == "no-cache"
     assert stream.headers["x-accel-buffering"] == "no"
     await first_frame(stream)
-    data = {"text": "héllo ☃ 🎉 \"quoted\"\nnewline", "nested": {"list": [1, 2.5, None, True]}}
+    data = {"text": 'héllo ☃ 🎉 "quoted"\nnewline', "nested": {"list": [1, 2.5, None, True]}}
     event_id = await publish(http, token, data, event="chat.new")
     frame = await stream.next_event()
     assert frame.id == event_id
@@ -290,6 +292,19 @@ async def test_resume_from_an_unknown_id_sends_resync_first(
     await stream.close()
 
 
+def test_a_long_replay_does_not_count_against_the_queue() -> None:
+    """Resuming with more retained events than OUTBOUND_QUEUE_SIZE is not a slow consumer."""
+    overflows: list[bool] = []
+    outbox: Outbox[bytes] = Outbox(5, lambda: overflows.append(True))
+    outbox.replay([Event(CHANNEL, str(n), "message", b"0") for n in range(20)])
+    outbox.push(b": ping\n\n")
+    for n in range(5):
+        outbox.deliver(Event(CHANNEL, f"live-{n}", "message", b"0"))
+    assert not overflows
+    outbox.deliver(Event(CHANNEL, "one-too-many", "message", b"0"))
+    assert overflows == [True]
+
+
 # -- slow consumers, expiry, shutdown -------------------------------------------
 
 
@@ -316,14 +331,12 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         readers = [await open_stream(server.port, CHANNEL, token=token) for _ in range(2)]
         slow = _open_non_reading_client(server.port, token)
-        await wait_until(
-            lambda: _connections_are(http, 3), 5, "the three streams never all opened"
-        )
+        await wait_until(lambda: _connections_are(http, 3), 5, "the three streams never all opened")
         received = [asyncio.create_task(r.events(count, timeout=45)) for r in readers]
-        ids = [await publish(http, token, [n, payload]) for n in range(count)]
-        for task in received:
-            frames = await task
-            assert [f.id for f in frames] == ids
+        published = await _publish_concurrently(http, token, count, payload)
+        streams = [[f.id for f in await task] for task in received]
+        assert streams[0] == streams[1]
+        _assert_is_publish_order(streams[0], published)
         await wait_until(
             lambda: _slow_consumers_are(http, 1), 10, "the slow client was not dropped"
         )
@@ -336,6 +349,43 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
     assert "dropping a slow SSE client" in output
     assert "ERROR" not in output
     assert "Traceback" not in output
+
+
+async def test_a_write_that_never_completes_drops_the_client(
+    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """A client whose socket stays full for 2 x HEARTBEAT_INTERVAL is dropped before its queue fills."""
+    token = make_token()
+    slow = _open_non_reading_client(server.port, token)
+    await wait_until(lambda: _connections_are(http, 1), 5, "the stream never opened")
+    payload = "y" * 32_000
+    for n in range(400):  # ~13 MB: more than the socket buffers, far fewer events than the queue
+        await publish(http, token, [n, payload])
+    await wait_until(lambda: _slow_consumers_are(http, 1), 5, "the stalled client was not dropped")
+    await wait_until(lambda: _connections_are(http, 0), 5, "the stalled client kept its slot")
+    slow.close()
+    output = server.output()
+    assert "a write has waited" in output
+    assert "ERROR" not in output
+
+
+async def _publish_concurrently(
+    http: httpx.AsyncClient, token: str, count: int, payload: str, publishers: int = 4
+) -> list[list[str]]:
+    """Publish `count` events from a few concurrent publishers; each one's ids, in its order."""
+
+    async def publisher(first: int) -> list[str]:
+        return [await publish(http, token, [n, payload]) for n in range(first, count, publishers)]
+
+    return list(await asyncio.gather(*(publisher(p) for p in range(publishers))))
+
+
+def _assert_is_publish_order(received: list[str], published: list[list[str]]) -> None:
+    assert sorted(received) == sorted(i for ids in published for i in ids)
+    position = {event_id: n for n, event_id in enumerate(received)}
+    for ids in published:
+        # Each publisher waited for every answer, so its events were published in order.
+        assert [position[i] for i in ids] == sorted(position[i] for i in ids)
 
 
 async def _connections_are(http: httpx.AsyncClient, count: int) -> bool:

@@ -24,10 +24,11 @@ class Outbox(Generic[T]):
     (heartbeats, replies) are bounded by their own producers.
     """
 
-    __slots__ = ("_items", "_maxsize", "_on_overflow", "_waiter", "closed", "overflowed")
+    __slots__ = ("_items", "_live", "_maxsize", "_on_overflow", "_waiter", "closed", "overflowed")
 
     def __init__(self, maxsize: int, on_overflow: Callable[[], None]) -> None:
         self._items: deque[Event | T] = deque()
+        self._live = 0  # live events among `_items`: what `maxsize` bounds
         self._maxsize = maxsize
         self._on_overflow = on_overflow
         self._waiter: asyncio.Future[None] | None = None
@@ -41,11 +42,12 @@ class Outbox(Generic[T]):
         """Queue a live event; overflow closes the outbox and tells the connection."""
         if self.closed:
             return
-        if len(self._items) >= self._maxsize:
+        if self._live >= self._maxsize:
             self.overflowed = True
             self.close()
             self._on_overflow()
             return
+        self._live += 1
         self._items.append(event)
         self._wake()
 
@@ -80,6 +82,7 @@ class Outbox(Generic[T]):
                 self._waiter = None
         items = list(self._items)
         self._items.clear()
+        self._live = 0
         return items
 
     def _wake(self) -> None:

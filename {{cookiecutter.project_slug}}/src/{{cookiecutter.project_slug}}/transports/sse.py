@@ -103,6 +103,7 @@ class SSEConnection(Connection):
         self._send_started: float | None = None  # set while a `send` is pending
         self._writer: asyncio.Task[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._slow_because = "its outbound queue is full"
         self.abandoned = False
 
     # -- called by the registry ------------------------------------------------
@@ -111,6 +112,7 @@ class SSEConnection(Connection):
         """Heartbeat when idle; drop the client when a write hasn't completed in time."""
         if self._send_started is not None:
             if now - self._send_started > self._stall_limit:
+                self._slow_because = f"a write has waited over {self._stall_limit:g} s"
                 self.close(CloseReason.SLOW_CONSUMER)
             return
         if now - self._last_write >= self._interval and self.reason is None:
@@ -128,9 +130,10 @@ class SSEConnection(Connection):
         if reason is CloseReason.SLOW_CONSUMER:
             self._metrics.slow_consumer_disconnects.labels(NAME).inc()
             logger.warning(
-                "dropping a slow SSE client (sub=%r, channel=%r): it stopped reading",
+                "dropping a slow SSE client (sub=%r, channel=%r): %s",
                 self.principal.sub,
                 self.channel,
+                self._slow_because,
             )
             self._abandon()
         elif self._writer is not None:
