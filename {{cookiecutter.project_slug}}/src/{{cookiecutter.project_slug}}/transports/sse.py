@@ -296,7 +296,9 @@ async def stream_events(
         await service.broadcaster.subscribe(channel, connection.outbox, resume_from, on_live)
     except BroadcasterUnavailable as exc:
         service.connections.release(connection)
-        raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
+        raise HTTPException(
+            503, f"broadcaster unavailable: {exc}", headers={"Retry-After": "1"}
+        ) from None
     except BaseException:
         service.connections.release(connection)
         raise
