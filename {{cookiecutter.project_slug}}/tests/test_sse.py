@@ -275,7 +275,9 @@ async def test_resume_from_a_trimmed_id_sends_resync_first(
     server = start_server(HISTORY_SIZE="5")
     token = make_token()
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        ids = [await publish(http, token, n) for n in range(10)]
+        # A broadcaster keeps *at least* HISTORY_SIZE events (Redis trims in whole
+        # blocks of about 100), so publish enough that the first one is surely gone.
+        ids = [await publish(http, token, n) for n in range(250)]
         stream = await open_stream(server.port, CHANNEL, token=token, last_event_id=ids[0])
         await _assert_resync_then_live(stream, http, token)
         await stream.close()
