@@ -3,115 +3,132 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
-from conftest import ServerFactory, TokenFactory
+from conftest import TokenFactory
 from servers import ServerProcess
 from ws_client import (
-    expect_close,
     metric,
     open_ws,
     publish_http,
     recv_frame,
     recv_until,
     request,
+    shared_server_env,
     subscribe,
 )
 
-CHANNEL = "room:1"
-
 
 @pytest.fixture
-def server(start_server: ServerFactory) -> ServerProcess:
-    """A server with the test settings."""
-    return start_server()
+def channel() -> str:
+    """A channel no other test of the shared server uses."""
+    return f"room:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server for this module's tests: each uses channels and subs of its own."""
+    log = tmp_path_factory.mktemp("ws-server") / "server.log"
+    process = ServerProcess(
+        shared_server_env(request, WS_RATE_LIMIT="1000", HEARTBEAT_INTERVAL="5"), log
+    )
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
 
 
 async def test_subscribe_then_live_messages_arrive_in_order(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """`subscribed` (recovered true) comes first, then every live event as a `message`."""
     async with await open_ws(server, make_token()) as ws:
-        replayed, subscribed = await subscribe(ws, CHANNEL)
+        replayed, subscribed = await subscribe(ws, channel)
         assert replayed == []
         assert subscribed == {
             "type": "subscribed",
-            "channel": CHANNEL,
+            "channel": channel,
             "recovered": True,
             "ref": subscribed["ref"],
         }
-        ids = [await publish_http(server, make_token(), CHANNEL, {"n": n}) for n in range(3)]
+        ids = [await publish_http(server, make_token(), channel, {"n": n}) for n in range(3)]
         frames = [await recv_frame(ws) for _ in ids]
     assert frames == [
-        {"type": "message", "channel": CHANNEL, "id": i, "event": "message", "data": {"n": n}}
+        {"type": "message", "channel": channel, "id": i, "event": "message", "data": {"n": n}}
         for n, i in enumerate(ids)
     ]
 
 
 async def test_subscribe_with_last_event_id_replays_exactly_the_missed_events(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """Replay after the given id precedes `subscribed` (recovered true); live follows."""
     token = make_token()
-    ids = [await publish_http(server, token, CHANNEL, n) for n in range(5)]
+    ids = [await publish_http(server, token, channel, n) for n in range(5)]
     async with await open_ws(server, token) as ws:
-        replayed, subscribed = await subscribe(ws, CHANNEL, last_event_id=ids[1])
+        replayed, subscribed = await subscribe(ws, channel, last_event_id=ids[1])
         assert [f["id"] for f in replayed] == ids[2:]
         assert [f["data"] for f in replayed] == [2, 3, 4]
         assert subscribed["recovered"] is True
-        live = await publish_http(server, token, CHANNEL, 5)
+        live = await publish_http(server, token, channel, 5)
         assert (await recv_frame(ws))["id"] == live
 
 
 async def test_subscribe_with_unknown_last_event_id_is_not_recovered(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """An id the server can't continue from: nothing replayed, `recovered` false, then live."""
     token = make_token()
-    await publish_http(server, token, CHANNEL, "old")
+    await publish_http(server, token, channel, "old")
     async with await open_ws(server, token) as ws:
-        replayed, subscribed = await subscribe(ws, CHANNEL, last_event_id="no-such-id")
+        replayed, subscribed = await subscribe(ws, channel, last_event_id="no-such-id")
         assert replayed == []
         assert subscribed["recovered"] is False
-        live = await publish_http(server, token, CHANNEL, "new")
+        live = await publish_http(server, token, channel, "new")
         frame = await recv_frame(ws)
         assert (frame["id"], frame["data"]) == (live, "new")
 
 
-async def test_unsubscribe_stops_delivery(server: ServerProcess, make_token: TokenFactory) -> None:
+async def test_unsubscribe_stops_delivery(
+    server: ServerProcess, make_token: TokenFactory, channel: str
+) -> None:
     """After `unsubscribed`, events of that channel no longer arrive; others still do."""
     token = make_token()
     async with await open_ws(server, token) as ws:
-        await subscribe(ws, "room:a")
-        await subscribe(ws, "room:b")
-        reply = await request(ws, {"type": "unsubscribe", "channel": "room:a"})
-        assert reply == {"type": "unsubscribed", "channel": "room:a", "ref": reply["ref"]}
-        await publish_http(server, token, "room:a", "dropped")
-        marker = await publish_http(server, token, "room:b", "kept")
+        await subscribe(ws, channel + "a")
+        await subscribe(ws, channel + "b")
+        reply = await request(ws, {"type": "unsubscribe", "channel": channel + "a"})
+        assert reply == {"type": "unsubscribed", "channel": channel + "a", "ref": reply["ref"]}
+        await publish_http(server, token, channel + "a", "dropped")
+        marker = await publish_http(server, token, channel + "b", "kept")
         frame = await recv_frame(ws)
-        assert (frame["channel"], frame["id"]) == ("room:b", marker)
+        assert (frame["channel"], frame["id"]) == (channel + "b", marker)
 
 
 async def test_publish_is_acknowledged_and_delivered_to_others(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """`publish` answers `published` with the id; subscribers elsewhere get the event."""
     async with (
         await open_ws(server, make_token(sub="bob")) as listener,
         await open_ws(server, make_token(sub="alice")) as publisher,
     ):
-        await subscribe(listener, CHANNEL)
+        await subscribe(listener, channel)
         reply = await request(
             publisher,
-            {"type": "publish", "channel": CHANNEL, "event": "chat", "data": {"text": "hi"}},
+            {"type": "publish", "channel": channel, "event": "chat", "data": {"text": "hi"}},
         )
         assert reply["type"] == "published"
-        assert reply["channel"] == CHANNEL
+        assert reply["channel"] == channel
         frame = await recv_frame(listener)
     assert frame == {
         "type": "message",
-        "channel": CHANNEL,
+        "channel": channel,
         "id": reply["id"],
         "event": "chat",
         "data": {"text": "hi"},
@@ -120,12 +137,12 @@ async def test_publish_is_acknowledged_and_delivered_to_others(
 
 
 async def test_publish_without_event_name_uses_message_and_null_data_is_allowed(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """`event` defaults to `message`; `data: null` is a valid event."""
     async with await open_ws(server, make_token()) as ws:
-        await subscribe(ws, CHANNEL)
-        await ws.send(json.dumps({"type": "publish", "channel": CHANNEL, "data": None}))
+        await subscribe(ws, channel)
+        await ws.send(json.dumps({"type": "publish", "channel": channel, "data": None}))
         frames = await recv_until(ws, lambda f: f["type"] == "published")
         if not any(f["type"] == "message" for f in frames):
             frames += await recv_until(ws, lambda f: f["type"] == "message")
@@ -163,7 +180,7 @@ BAD_FRAMES = [
 
 @pytest.mark.parametrize(("raw", "code"), BAD_FRAMES)
 async def test_malformed_frame_gets_an_error_and_the_connection_lives_on(
-    server: ServerProcess, make_token: TokenFactory, raw: str, code: str
+    server: ServerProcess, make_token: TokenFactory, channel: str, raw: str, code: str
 ) -> None:
     """Each malformed frame is answered with the right `error` code; a good frame still works."""
     async with await open_ws(server, make_token()) as ws:
@@ -172,11 +189,13 @@ async def test_malformed_frame_gets_an_error_and_the_connection_lives_on(
         assert error["type"] == "error"
         assert error["code"] == code
         assert error["detail"]
-        _, subscribed = await subscribe(ws, CHANNEL)
+        _, subscribed = await subscribe(ws, channel)
         assert subscribed["recovered"] is True
 
 
-async def test_error_replies_echo_the_ref(server: ServerProcess, make_token: TokenFactory) -> None:
+async def test_error_replies_echo_the_ref(
+    server: ServerProcess, make_token: TokenFactory, channel: str
+) -> None:
     """An error about a frame that carried a `ref` carries the same `ref`."""
     async with await open_ws(server, make_token()) as ws:
         await ws.send(json.dumps({"type": "shout", "ref": "x-1"}))
@@ -187,56 +206,35 @@ async def test_error_replies_echo_the_ref(server: ServerProcess, make_token: Tok
 
 
 async def test_binary_frame_is_a_bad_request(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """The protocol speaks JSON text frames; a binary frame is answered `bad_request`."""
     async with await open_ws(server, make_token()) as ws:
         await ws.send(b'{"type":"pong"}')
         assert (await recv_frame(ws))["code"] == "bad_request"
-        await subscribe(ws, CHANNEL)
+        await subscribe(ws, channel)
 
 
 async def test_subscribe_without_permission_is_forbidden(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
     """A channel outside the `subscribe` claim is `forbidden`; allowed ones still work."""
     async with await open_ws(server, make_token(subscribe=["room:*"])) as ws:
         reply = await request(ws, {"type": "subscribe", "channel": "secret"})
         assert (reply["type"], reply["code"]) == ("error", "forbidden")
-        _, subscribed = await subscribe(ws, "room:2")
-        assert subscribed["channel"] == "room:2"
+        _, subscribed = await subscribe(ws, channel)
+        assert subscribed["channel"] == channel
 
 
 async def test_publish_without_permission_is_forbidden(
-    server: ServerProcess, make_token: TokenFactory
+    server: ServerProcess, make_token: TokenFactory, channel: str
 ) -> None:
-    """A channel outside the `publish` claim is `forbidden`, and nothing is published."""
+    """A channel outside the `publish` claim is `forbidden`, and nothing is published to it."""
+    forbidden = "news" + channel.removeprefix("room")
     async with await open_ws(server, make_token(publish=["room:*"])) as ws:
-        await subscribe(ws, "news")
-        reply = await request(ws, {"type": "publish", "channel": "news", "data": 1})
+        await subscribe(ws, forbidden)
+        reply = await request(ws, {"type": "publish", "channel": forbidden, "data": 1})
         assert (reply["type"], reply["code"]) == ("error", "forbidden")
-        ok = await request(ws, {"type": "publish", "channel": "room:1", "data": 2})
-        assert ok["type"] == "published"
-    assert metric(server, "realtime_events_published_total", transport=None) == 1
-
-
-async def test_message_over_max_message_bytes_closes_1009(
-    start_server: ServerFactory, make_token: TokenFactory
-) -> None:
-    """A frame larger than `MAX_MESSAGE_BYTES` closes the connection with 1009."""
-    server = start_server(MAX_MESSAGE_BYTES="1024")
-    async with await open_ws(server, make_token()) as ws:
-        await ws.send(json.dumps({"type": "publish", "channel": CHANNEL, "data": "x" * 1024}))
-        code, _ = await expect_close(ws)
-    assert code == 1009
-
-
-async def test_uvicorn_ws_max_size_refuses_oversize_frames_with_1009_too(
-    start_server: ServerFactory, make_token: TokenFactory
-) -> None:
-    """With `UVICORN_WS_MAX_SIZE` set, the server refuses the frame before buffering it: 1009."""
-    server = start_server(MAX_MESSAGE_BYTES="1024", UVICORN_WS_MAX_SIZE="1024")
-    async with await open_ws(server, make_token()) as ws:
-        await ws.send("x" * 100_000)
-        code, _ = await expect_close(ws)
-    assert code == 1009
+        await ws.send(json.dumps({"type": "publish", "channel": channel, "data": 2, "ref": "ok"}))
+        frames = await recv_until(ws, lambda f: f.get("ref") == "ok")
+    assert [f["type"] for f in frames] == ["published"]

@@ -7,19 +7,34 @@ to pass. Server pings are answered and skipped unless a test asks for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from conftest import TEST_SECRET
 from servers import ServerProcess
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
+
+
+def shared_server_env(request: pytest.FixtureRequest, **overrides: str) -> dict[str, str]:
+    """Environment for a server shared by a module's tests: conftest's `service_env` values.
+
+    `service_env` is per test, so a module-scoped server can't use it; the Redis URL
+    comes from the session's `redis_url` fixture when this render has one.
+    """
+    env = {"JWT_SECRET": TEST_SECRET, "HEARTBEAT_INTERVAL": "0.2", "SHUTDOWN_GRACE": "3"}
+    with contextlib.suppress(pytest.FixtureLookupError):  # none with the memory broadcaster
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    return {**env, **overrides}
 
 
 def ws_url(server: ServerProcess, token: str | None = None) -> str:
@@ -38,14 +53,19 @@ async def open_ws(
 ) -> ClientConnection:
     """Connect to `/ws` (token in the query string, or `header_token` as a bearer header)."""
     headers = {"Authorization": f"Bearer {header_token}"} if header_token else None
+    settings: dict[str, Any] = {
+        "open_timeout": 10,
+        "close_timeout": 2,
+        "ping_interval": None,  # the protocol's own pings are what is under test
+        "proxy": None,  # loopback only, whatever the environment says
+        "compression": None,  # so the byte counts of a test are the bytes on the wire
+        **options,
+    }
     return await connect(
         ws_url(server, token),
         additional_headers=headers,
         origin=origin,  # type: ignore[arg-type]
-        open_timeout=10,
-        close_timeout=2,
-        ping_interval=None,  # the protocol's own pings are what is under test
-        **options,
+        **settings,
     )
 
 
