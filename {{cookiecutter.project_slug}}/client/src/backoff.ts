@@ -28,17 +28,18 @@ export class Backoff {
   }
 
   /**
-   * The next delay: uniformly random in [0, min(max, initial * 2^n)] so that many
-   * clients dropped at once don't come back in step, but never shorter than a
-   * delay the server asked for (SSE `retry:`, HTTP `Retry-After`), nor than
-   * `atLeast` ("come back later" closes).
+   * The next delay: uniformly random in [0, min(max, initial * 2^n)] ("full
+   * jitter") so that many clients dropped at once don't come back in step. A
+   * delay the server asked for (SSE `retry:`, HTTP `Retry-After`) or `atLeast`
+   * ("come back later" closes) is a floor that the jitter is added on top of:
+   * never sooner than asked, and still spread out.
    */
   next(atLeast = 0): number {
     // The exponent is bounded so that a long outage can't overflow to Infinity.
     const ceiling = Math.min(this.maxDelay, this.initialDelay * 2 ** Math.min(this.attempt, 32));
     this.attempt += 1;
-    const jittered = this.random() * ceiling;
-    return Math.round(Math.max(jittered, this.serverDelay ?? 0, atLeast));
+    const floor = Math.max(this.serverDelay ?? 0, atLeast);
+    return Math.round(floor + this.random() * ceiling);
   }
 
   /** Start over from the smallest delay (after a connection proved healthy). */

@@ -43,16 +43,18 @@ describe("Backoff", () => {
     assert.equal(delays(backoff, 5000).at(-1), 1000);
   });
 
-  it("waits at least what the server asked for (retry:), even beyond the cap", () => {
-    const backoff = new Backoff({ initialDelay: 100, maxDelay: 1000 }, () => 0);
+  it("waits at least what the server asked for (retry:), jitter on top, even beyond the cap", () => {
+    const backoff = new Backoff({ initialDelay: 100, maxDelay: 1000 }, () => 0.5);
     backoff.setServerDelay(3000);
-    assert.deepEqual(delays(backoff, 2), [3000, 3000]);
+    assert.deepEqual(delays(backoff, 2), [3050, 3100]);
     backoff.setServerDelay(undefined);
-    assert.equal(backoff.next(), 0);
+    assert.equal(backoff.next(), 200);
   });
 
   it("honours a floor for come-back-later closes", () => {
     const backoff = new Backoff({ initialDelay: 100, maxDelay: 1000 }, () => 0);
     assert.equal(backoff.next(700), 700);
+    backoff.setServerDelay(900);
+    assert.equal(backoff.next(700), 900);
   });
 });
