@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import ServerFactory, TokenFactory
 from {{ cookiecutter.project_slug }}.events import Event
@@ -152,6 +153,13 @@ async def test_a_closed_stream_frees_its_slot_within_a_second(
 
     await wait_until(admitted_again, 1.0, "the closed stream's slot was not freed within 1 s")
     await admitted[0].close()
+
+
+def test_the_stream_is_documented_in_openapi(client: TestClient) -> None:
+    """`/openapi.json` describes the stream, its media type and its error statuses."""
+    operation = client.get("/openapi.json").json()["paths"]["/channels/{channel}/events"]["get"]
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert {"400", "401", "403", "503"} <= operation["responses"].keys()
 
 
 # -- the stream ---------------------------------------------------------------
@@ -448,3 +456,32 @@ async def test_sigterm_ends_1000_streams_and_exits_within_the_grace(
     for stream in streams:
         await stream.close()
     print(f"1000 streams ended {drained:.2f} s after SIGTERM; uvicorn exited after {exited:.2f} s")
+
+
+async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """A stream stuck on a full socket can't hold up shutdown: uvicorn exits within SHUTDOWN_GRACE + 1 s."""
+    grace = 3.0
+    # With a 30 s heartbeat, stall detection alone would wait a minute.
+    server = start_server(HEARTBEAT_INTERVAL="30")
+    token = make_token()
+    reader = await open_stream(server.port, CHANNEL, token=token)
+    await first_frame(reader)
+    slow = _open_non_reading_client(server.port, token)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        await wait_until(lambda: _connections_are(http, 2), 5, "the streams never opened")
+        reading = asyncio.create_task(reader.events(400, timeout=30))
+        for n in range(400):  # ~13 MB: the slow client's socket is full long before the end
+            await publish(http, token, [n, "z" * 32_000])
+        await reading
+        assert await _slow_consumers_are(http, 0)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    frames = await reader.rest(timeout=grace + 1)
+    assert reader.ended
+    assert any(f.retry is not None for f in frames)
+    await asyncio.to_thread(server.wait_exit, grace + 1 - (time.monotonic() - started))
+    slow.close()
+    await reader.close()
+    assert "Traceback" not in server.output()

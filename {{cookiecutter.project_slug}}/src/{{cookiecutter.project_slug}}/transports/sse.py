@@ -140,7 +140,7 @@ class SSEConnection(Connection):
             # The writer flushes what is queued and says goodbye, unless the
             # client stopped reading: then it is cut off after `_close_limit`.
             loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(self._close_limit, self._abandon)
+            self._close_timer = loop.call_later(self._close_limit, self._cut_off)
 
     # -- the stream ------------------------------------------------------------
 
@@ -187,6 +187,16 @@ class SSEConnection(Connection):
         await send({"type": "http.response.body", "body": body, "more_body": more})
         self._last_write = time.monotonic()
         self._send_started = None
+
+    def _cut_off(self) -> None:
+        assert self.reason is not None
+        logger.info(
+            "cutting off an SSE client (sub=%r, channel=%r) that isn't reading its last bytes (%s)",
+            self.principal.sub,
+            self.channel,
+            self.reason.value,
+        )
+        self._abandon()
 
     def _overflowed(self) -> None:
         self.close(CloseReason.SLOW_CONSUMER)
@@ -250,8 +260,15 @@ class EventStreamResponse(Response):
 
 @router.get(
     "/channels/{channel}/events",
+    status_code=200,  # FastAPI can't read it off a response class without a body
     response_class=EventStreamResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    response_description="The channel's events as a `text/event-stream`.",
+    responses={
+        400: {"description": "Bad channel name"},
+        401: {"description": "Missing, invalid or expired token"},
+        403: {"description": "The token may not subscribe to this channel"},
+        503: {"description": "At MAX_CONNECTIONS, shutting down, or broadcaster unreachable"},
+    },
 )
 async def stream_events(
     channel: str,
