@@ -49,7 +49,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "docs/redis.md",
         "src/*/devredis.py",
         "tests/test_redis*.py",
-        "tests/redis_server.py",
+        "tests/redis_*.py",
     ),
 }
 

@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from ..events import Event
 from .base import Broadcaster, BroadcasterUnavailable, Subscriber
-from .redis_listener import PubSubListener
+from .redis_listener import NO_ID, PubSubListener
 from .redis_streams import (
     KEY_PREFIX,
     PUBLISH_SCRIPT,
@@ -73,7 +73,7 @@ class RedisBroadcaster(Broadcaster):
         self._publish_script = self._commands.register_script(PUBLISH_SCRIPT)
         self._listener = PubSubListener(
             self._client("pubsub"),
-            fetch_after=self._fetch_after,
+            fetch_from=self._fetch_from,
             latest=self._latest,
             dispatch=self._dispatch,
             to_channel=self._to_channel,
@@ -177,14 +177,14 @@ class RedisBroadcaster(Broadcaster):
     def _to_channel(self, key: str) -> str:
         return key[len(self._prefix) :]
 
-    async def _fetch_after(self, key: str, last_id: StreamId | None) -> list[Event]:
-        return await self._read(key, "-" if last_id is None else "(" + format_id(last_id))
+    async def _fetch_from(self, key: str, last_id: StreamId | None) -> list[Event]:
+        return await self._read(key, "-" if last_id is None else format_id(last_id))
 
     async def _latest(self, key: str) -> StreamId:
         entries: Any = await self._commands.xrevrange(key, count=1)
         if not entries:
-            return (0, 0)
-        return parse_id(entries[0][0].decode()) or (0, 0)
+            return NO_ID
+        return parse_id(entries[0][0].decode()) or NO_ID
 
     async def _read(self, key: str, start: str) -> list[Event]:
         # redis-py types entries loosely; without decode_responses they are

@@ -20,7 +20,7 @@ import random
 import secrets
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -38,8 +38,10 @@ CANARY_TIMEOUT = 3.0  # a canary not heard back within this means the connection
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0  # keeps recovery well within 10 s of Redis coming back
 SUBSCRIBE_BATCH = 500
+STOP_TIMEOUT = 3.0
 
 Fetch = Callable[[str, StreamId | None], Awaitable[list[Event]]]
+NO_ID: StreamId = (0, 0)  # the newest id of a stream that doesn't exist
 Latest = Callable[[str], Awaitable[StreamId]]
 Verb = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
 
@@ -64,8 +66,8 @@ class _Channel:
 class PubSubListener:
     """Keeps one pub/sub connection subscribed to the channels that have local subscribers.
 
-    `fetch_after(key, last_id)` reads a stream after an id, `latest(key)` its newest
-    id; `dispatch(event)` hands a live event to local subscribers. Channels are the
+    `fetch_from(key, last_id)` reads a stream from an id on (all of it for None),
+    `latest(key)` its newest id (NO_ID when there is none); `dispatch(event)` hands a live event to local subscribers. Channels are the
     Redis names (stream keys); `to_channel` maps them back to service channels.
     """
 
@@ -73,14 +75,14 @@ class PubSubListener:
         self,
         client: Redis,
         *,
-        fetch_after: Fetch,
+        fetch_from: Fetch,
         latest: Latest,
         dispatch: Callable[[Event], None],
         to_channel: Callable[[str], str],
         canary_prefix: str,
     ) -> None:
         self._client = client
-        self._fetch_after = fetch_after
+        self._fetch_from = fetch_from
         self._latest = latest
         self._dispatch = dispatch
         self._to_channel = to_channel
@@ -98,7 +100,9 @@ class PubSubListener:
         # A connection attempt failed since the listener was last up: callers
         # shouldn't wait for readiness then, Redis is down.
         self.failing = False
+        self._failed = asyncio.Event()  # set while `failing`, to wake waiters
         self._down_since = 0.0
+        self._helper_failed: Exception | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -115,8 +119,9 @@ class PubSubListener:
         """Stop the supervisor and close the connection."""
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            # Not `await` under suppress(CancelledError): that would also swallow
+            # a cancellation of the caller (shutdown under a deadline).
+            await asyncio.wait([self._supervisor], timeout=STOP_TIMEOUT)
         self.up = False
         await self._client.aclose()
 
@@ -141,12 +146,14 @@ class PubSubListener:
             return True
         if self.failing:
             return False
+        ready = asyncio.ensure_future(channel.ready.wait())
+        failed = asyncio.ensure_future(self._failed.wait())
         try:
-            async with asyncio.timeout(within):
-                await channel.ready.wait()
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait([ready, failed], timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            failed.cancel()
+        return channel.ready.is_set()
 
     def _queue(self, verb: Verb, key: str) -> None:
         self._commands.append((verb, key))
@@ -178,6 +185,7 @@ class PubSubListener:
                 failures += 1
                 if not self.failing:
                     self.failing = True
+                    self._failed.set()
                     self._down_since = loop.time()
                     logger.warning(
                         "redis unreachable (%s); not ready until it returns", _describe(error)
@@ -190,6 +198,7 @@ class PubSubListener:
         self._became_up.set()
         if self.failing:
             self.failing = False
+            self._failed.clear()
             down_for = asyncio.get_running_loop().time() - self._down_since
             logger.warning("redis is back; ready again after %.1f s", down_for)
 
@@ -205,15 +214,30 @@ class PubSubListener:
                 self._queue("SUBSCRIBE", key)
             self._queue("SUBSCRIBE", self.canary)
             self._canary_heard = loop.time()
+            self._helper_failed = None
             await pubsub.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._write(pubsub))
-                tasks.create_task(self._read(pubsub))
-                tasks.create_task(self._check_canary())
+            # The writer and the canary run beside the reader; the reader (this
+            # task) notices their failure at its next read, within READ_TIMEOUT.
+            helpers = [
+                asyncio.create_task(self._guard(self._write(pubsub))),
+                asyncio.create_task(self._guard(self._check_canary())),
+            ]
+            try:
+                await self._read(pubsub)
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.wait(helpers)
         finally:
             self.up = False
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception as exc:  # handed to the reader, which ends the session
+            self._helper_failed = exc
 
     async def _write(self, pubsub: PubSub) -> None:
         while True:
@@ -234,6 +258,8 @@ class PubSubListener:
         confirm_by = loop.time() + CONFIRM_TIMEOUT
         while True:
             message = await pubsub.get_message(timeout=READ_TIMEOUT)
+            if self._helper_failed is not None:
+                raise self._helper_failed
             if message is None:
                 if not self.up and loop.time() > confirm_by:
                     raise TimeoutError("redis did not confirm the subscriptions")
@@ -290,7 +316,14 @@ class PubSubListener:
     async def _backfill(self, key: str, channel: _Channel) -> None:
         # Subscribed again before reading: whatever is published from here on
         # arrives as a message, and whatever came before is in the stream.
-        missed = await self._fetch_after(key, channel.last_id)
+        last_id = channel.last_id
+        missed = await self._fetch_from(key, last_id)
+        if missed and parse_id(missed[0].id) == last_id:
+            missed = missed[1:]
+        elif last_id not in (None, NO_ID):
+            # The last delivered id is gone: trimmed, expired, or Redis lost its
+            # data. Subscribers can't be told; their next resume will resync.
+            logger.warning("can't backfill %s without a gap: its history moved on", key)
         if missed:
             logger.info("backfilled %d events on %s after reconnecting", len(missed), key)
         for event in missed:

@@ -1,0 +1,230 @@
+"""Subscribers and helpers for the Redis tests against real multi-worker servers.
+
+A `Subscriber` is one client connection following one channel over whichever
+transport this service was rendered with (SSE when it has it, else WebSocket).
+It records every event and heartbeat in the background, so a test can hold
+hundreds of them while it publishes, kills connections or stops Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import redis
+
+from {{ cookiecutter.project_slug }} import transports
+
+TRANSPORT = "sse" if "sse" in transports.NAMES else "websocket"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One event as a client got it, with the (monotonic) time it arrived."""
+
+    id: str
+    name: str
+    data: Any
+    at: float
+
+
+class Subscriber:
+    """One connection following `channel`; `events` fills in as they arrive."""
+
+    def __init__(self, port: int, channel: str, token: str) -> None:
+        self.port = port
+        self.channel = channel
+        self.token = token
+        self.events: list[Received] = []
+        self.heartbeats = 0
+        self.closed = False  # the server ended the connection
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._opened = asyncio.get_running_loop().create_future()
+
+    async def open(self, timeout: float = 10) -> Subscriber:
+        """Connect, subscribe, and return once the subscription is live."""
+        reader = self._read_sse if TRANSPORT == "sse" else self._read_websocket
+        self._task = asyncio.create_task(reader())
+        async with asyncio.timeout(timeout):
+            await self._opened
+        return self
+
+    async def wait_for_events(self, count: int, timeout: float) -> list[Received]:
+        """Wait until at least `count` events have arrived."""
+        await self.wait_until(lambda: len(self.events) >= count, timeout)
+        return self.events
+
+    async def wait_until(self, condition: Any, timeout: float) -> None:
+        """Wait until `condition()` holds (checked whenever something arrives)."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                if self.closed:
+                    raise EOFError(f"the server closed the {TRANSPORT} connection")
+                self._changed.clear()
+                await self._changed.wait()
+
+    @property
+    def payloads(self) -> list[Any]:
+        """The data of every event so far, in arrival order."""
+        return [event.data for event in self.events]
+
+    async def close(self) -> None:
+        """Drop the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def _record(self, event_id: str, name: str, data: Any) -> None:
+        self.events.append(Received(event_id, name, data, time.monotonic()))
+        self._changed.set()
+
+    def _heartbeat(self) -> None:
+        self.heartbeats += 1
+        self._changed.set()
+
+    def _opened_now(self) -> None:
+        if not self._opened.done():
+            self._opened.set_result(None)
+
+    def _ended(self, error: BaseException | None = None) -> None:
+        self.closed = True
+        if not self._opened.done():
+            self._opened.set_exception(error or EOFError("connection ended before it opened"))
+        self._changed.set()
+
+    async def _read_sse(self) -> None:
+        path = f"/channels/{quote(self.channel)}/events"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Accept: text/event-stream\r\nAuthorization: Bearer {self.token}\r\n\r\n"
+        )
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError as exc:
+            self._ended(exc)
+            return
+        try:
+            writer.write(request.encode())
+            status = await reader.readline()
+            if b" 200 " not in status:
+                raise ConnectionError(f"stream refused: {status.decode().strip()}")
+            while await reader.readline() not in (b"\r\n", b""):
+                pass  # headers
+            # The body is chunked; the SSE parser below only needs the bytes.
+            buffer = b""
+            while True:
+                size = int((await reader.readline()).strip() or b"0", 16)
+                if size == 0:
+                    break
+                buffer += (await reader.readexactly(size + 2))[:-2]
+                while b"\n\n" in buffer:
+                    block, _, buffer = buffer.partition(b"\n\n")
+                    self._sse_block(block.decode())
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self._ended(exc)
+            return
+        finally:
+            writer.close()
+        self._ended()
+
+    def _sse_block(self, block: str) -> None:
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                self._heartbeat()
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        if "retry" in fields:
+            self._opened_now()
+        if "data" in fields:
+            self._opened_now()
+            self._record(
+                fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
+            )
+
+    async def _read_websocket(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import WebSocketException
+
+        url = f"ws://127.0.0.1:{self.port}/ws"
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            async with connect(url, additional_headers=headers, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "channel": self.channel}))
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    kind = frame.get("type")
+                    if kind == "message":
+                        self._record(frame["id"], frame["event"], frame["data"])
+                    elif kind == "ping":
+                        self._heartbeat()
+                        await ws.send('{"type":"pong"}')
+                    elif kind == "subscribed":
+                        self._opened_now()
+                    elif kind == "error":
+                        raise ConnectionError(f"subscribe refused: {frame}")
+        except (OSError, WebSocketException) as exc:
+            self._ended(exc)
+            return
+        self._ended()
+
+
+async def subscribe_many(port: int, channels: list[str], token: str) -> list[Subscriber]:
+    """One subscriber per entry of `channels`, each over its own connection, all live."""
+    subscribers = [Subscriber(port, channel, token) for channel in channels]
+    await asyncio.gather(*(s.open() for s in subscribers))
+    return subscribers
+
+
+async def close_all(subscribers: list[Subscriber]) -> None:
+    """Close every subscriber."""
+    await asyncio.gather(*(s.close() for s in subscribers))
+
+
+async def publish(
+    http: httpx.AsyncClient, base_url: str, channel: str, data: Any, token: str
+) -> httpx.Response:
+    """POST one event; the response as it came."""
+    return await http.post(
+        f"{base_url}/channels/{quote(channel)}/events",
+        json={"event": "message", "data": data},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def fresh_connection_client() -> httpx.AsyncClient:
+    """An HTTP client that opens a new connection per request, so each lands on any worker."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
+
+
+def worker_pids(supervisor_pid: int) -> set[int]:
+    """The worker processes of a `uvicorn --workers N` supervisor."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children")
+    return {int(pid) for pid in children.read_text().split()}
+
+
+def pubsub_clients(admin: redis.Redis, pids: set[int]) -> list[dict[str, Any]]:
+    """The pub/sub connections that the given processes hold (by their client names)."""
+    found = []
+    for client in admin.client_list(_type="pubsub"):
+        name = str(client.get("name", ""))
+        pid = name.rpartition(":")[2]
+        if ":pubsub:" in name and pid.isdigit() and int(pid) in pids:
+            found.append(client)
+    return found
+
+
+def subscriber_connections(admin: redis.Redis, key: str) -> int:
+    """How many connections are subscribed to the pub/sub channel `key`."""
+    ((_, count),) = admin.pubsub_numsub(key)
+    return int(count)
