@@ -15,6 +15,7 @@ from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess, wait_for
 from ws_client import (
     expect_close,
+    frames_until_close,
     metric,
     open_ws,
     recv_frame,
@@ -75,13 +76,8 @@ async def test_flood_is_answered_rate_limited_then_closed_1008(
                 await ws.send(json.dumps({"type": "pong", "ref": f"f{n}"}))
             except ConnectionClosed:
                 break
-        errors = []
-        try:
-            while True:
-                errors.append(await recv_frame(ws))
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None
-            assert (closed.rcvd.code, closed.rcvd.reason) == (1008, "rate limited")
+        errors, code, reason = await frames_until_close(ws)
+    assert (code, reason) == (1008, "rate limited")
     assert errors
     assert {(e["type"], e["code"]) for e in errors} == {("error", "rate_limited")}
     # The bucket held 2 x rate; more than `rate` drops within a second close it, and the

@@ -129,6 +129,22 @@ async def expect_close(ws: ClientConnection, timeout: float = 5.0) -> tuple[int,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def frames_until_close(
+    ws: ClientConnection, timeout: float = 5.0
+) -> tuple[list[Frame], int, str]:
+    """Every non-ping frame until the server closes, then its close code and reason."""
+    frames: list[Frame] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                frames.append(await recv_frame(ws, timeout))
+    except ConnectionClosed as exc:
+        if exc.rcvd is None:
+            raise AssertionError(f"closed without a close frame: {exc}") from exc
+        return frames, exc.rcvd.code, exc.rcvd.reason
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def publish_http(
     server: ServerProcess, token: str, channel: str, data: Any, event: str | None = None
 ) -> str:
