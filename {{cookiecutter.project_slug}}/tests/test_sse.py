@@ -368,8 +368,8 @@ async def test_a_write_that_never_completes_drops_the_client(
     token = make_token()
     slow = _open_non_reading_client(server.port, token)
     await wait_until(lambda: _connections_are(http, 1), 5, "the stream never opened")
-    payload = "y" * 32_000
-    for n in range(400):  # ~13 MB: more than the socket buffers, far fewer events than the queue
+    payload = "y" * 60_000
+    for n in range(200):  # 12 MB: more than the socket buffers, far fewer events than the queue
         await publish(http, token, [n, payload])
     await wait_until(lambda: _slow_consumers_are(http, 1), 5, "the stalled client was not dropped")
     await wait_until(lambda: _connections_are(http, 0), 5, "the stalled client kept its slot")
@@ -462,18 +462,18 @@ async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
     start_server: ServerFactory, make_token: TokenFactory
 ) -> None:
     """A stream stuck on a full socket can't hold up shutdown: uvicorn exits within SHUTDOWN_GRACE + 1 s."""
-    grace = 3.0
+    grace = 2.0
     # With a 30 s heartbeat, stall detection alone would wait a minute.
-    server = start_server(HEARTBEAT_INTERVAL="30")
+    server = start_server(HEARTBEAT_INTERVAL="30", SHUTDOWN_GRACE=str(grace))
     token = make_token()
     reader = await open_stream(server.port, CHANNEL, token=token)
     await first_frame(reader)
     slow = _open_non_reading_client(server.port, token)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         await wait_until(lambda: _connections_are(http, 2), 5, "the streams never opened")
-        reading = asyncio.create_task(reader.events(400, timeout=30))
-        for n in range(400):  # ~13 MB: the slow client's socket is full long before the end
-            await publish(http, token, [n, "z" * 32_000])
+        reading = asyncio.create_task(reader.events(200, timeout=30))
+        for n in range(200):  # 12 MB: the slow client's socket is full long before the end
+            await publish(http, token, [n, "z" * 60_000])
         await reading
         assert await _slow_consumers_are(http, 0)
     started = time.monotonic()

@@ -166,6 +166,9 @@ class SSEConnection(Connection):
             await asyncio.wait((self._writer, watcher))
             if self._close_timer is not None:
                 self._close_timer.cancel()
+        for task in (self._writer, watcher):
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error  # a bug, not a client going away: let uvicorn log it
         if self.abandoned:
             _ABANDONED.set(True)
 
