@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from browser.harness import Service, install_node_modules, mint, page_server, wait_for
+from browser.harness import Service, install_node_modules, mint, page_server
 from rendering import COMBINATIONS, IN_CI, TEMPLATE, combo_id, require_tool, run
 
 CHANNEL = "room:browser"
@@ -49,7 +49,12 @@ def clients_of(transport: str) -> list[str]:
 
 
 CASES = [
-    pytest.param(combo, kind, id=f"{combo_id(combo)}-{kind}", marks=pytest.mark.xdist_group(combo_id(combo)))
+    pytest.param(
+        combo,
+        kind,
+        id=f"{combo_id(combo)}-{kind}",
+        marks=pytest.mark.xdist_group(combo_id(combo)),
+    )
     for combo in COMBINATIONS
     for kind in clients_of(combo[0])
 ]
@@ -61,7 +66,9 @@ def playwright_api() -> ModuleType:
         return importlib.import_module("playwright.sync_api")
     except ImportError:
         if IN_CI:
-            pytest.fail("the playwright package is not installed (required under CI=true)")
+            pytest.fail(
+                "the playwright package is not installed (required under CI=true)"
+            )
         pytest.skip("the playwright package is not installed")
 
 
@@ -72,7 +79,9 @@ def chromium() -> Iterator[Any]:
         require_tool("chromium")  # fails under CI, skips elsewhere
     api = playwright_api()
     with api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:
@@ -80,7 +89,9 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def built_client(rendered: Callable[[str, str], Path]) -> Callable[[tuple[str, str]], Path]:
+def built_client(
+    rendered: Callable[[str, str], Path],
+) -> Callable[[tuple[str, str]], Path]:
     """`built_client(combo)`: that render's client/dist, built once per session."""
     built: dict[tuple[str, str], Path] = {}
 
@@ -104,6 +115,7 @@ class Page:
     def __init__(self, page: Any, services: list[Service]) -> None:
         self.page = page
         self.services = services
+        self.timeout_error: type[Exception] = playwright_api().TimeoutError
 
     def start(self, kind: str, url: str, token: str = TOKEN) -> None:
         """Create the client in the page."""
@@ -114,11 +126,15 @@ class Page:
             "heartbeatInterval": 0.5,
             "backoff": BACKOFF,
         }
-        self.page.evaluate("([kind, options]) => window.startClient(kind, options)", [kind, options])
+        self.page.evaluate(
+            "([kind, options]) => window.startClient(kind, options)", [kind, options]
+        )
 
     def log(self) -> dict[str, Any]:
         """Everything the client reported so far."""
-        result: dict[str, Any] = self.page.evaluate("JSON.parse(JSON.stringify(window.log))")
+        result: dict[str, Any] = self.page.evaluate(
+            "JSON.parse(JSON.stringify(window.log))"
+        )
         return result
 
     def wait(self, expression: str, what: str, timeout_ms: int = WAIT_MS) -> None:
@@ -129,9 +145,13 @@ class Page:
                 timeout=timeout_ms,
                 polling=50,
             )
-        except Exception as exc:
-            outputs = "\n".join(f"--- service {s.port}:\n{s.output()[-3000:]}" for s in self.services)
-            pytest.fail(f"timed out waiting for {what}: {exc}\nclient log: {json.dumps(self.log())}\n{outputs}")
+        except self.timeout_error as exc:
+            outputs = "\n".join(
+                f"--- service {s.port}:\n{s.output()[-3000:]}" for s in self.services
+            )
+            pytest.fail(
+                f"timed out waiting for {what}: {exc}\nclient log: {json.dumps(self.log())}\n{outputs}"
+            )
 
     def seqs(self) -> list[int]:
         """The `seq` of every event received, in order."""
@@ -237,7 +257,9 @@ def test_client_rides_out_a_server_restart_without_gaps_or_repeats(
     page.wait_for_seqs(5)
 
     service.kill()
-    page.wait("log.states.at(-1) === 'reconnecting'", "the client to notice the dead server")
+    page.wait(
+        "log.states.at(-1) === 'reconnecting'", "the client to notice the dead server"
+    )
     if other:
         # Another instance on the same Redis keeps taking events while this one is down.
         publish_range(other, 6, 8)
@@ -282,7 +304,11 @@ def test_bad_token_stops_the_client_after_one_attempt(
     assert log["states"][-1] == "closed"
     assert log["tokenCalls"] == 1, "the client asked for a token again: it retried"
     # uvicorn's access log: one line per handshake or GET (CORS preflights aside).
-    request = '"WebSocket /ws' if kind == "websocket" else f'"GET /channels/{quote(CHANNEL, safe="")}/'
+    request = (
+        '"WebSocket /ws'
+        if kind == "websocket"
+        else f'"GET /channels/{quote(CHANNEL, safe="")}/'
+    )
     attempts = [line for line in service.output().splitlines() if request in line]
     assert len(attempts) == 1, attempts
 
@@ -310,7 +336,10 @@ def test_watchdog_reconnects_after_the_server_froze(
         )
     finally:
         service.signal(signal.SIGCONT)
-    page.wait("log.states.filter((s) => s === 'open').length >= 2", "the reconnect after SIGCONT")
+    page.wait(
+        "log.states.filter((s) => s === 'open').length >= 2",
+        "the reconnect after SIGCONT",
+    )
     publish_range(service, 4, 6)
     page.wait_for_seqs(6)
     assert_exactly_once(page, 6)

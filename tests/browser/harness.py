@@ -51,7 +51,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> Non
 def mint(sub: str = "browser", *, channels: str = "*", ttl: float = 600) -> str:
     """A token for the test secret that may subscribe and publish to `channels`."""
     now = int(time.time())
-    claims = {"sub": sub, "exp": now + int(ttl), "subscribe": [channels], "publish": [channels]}
+    claims = {
+        "sub": sub,
+        "exp": now + int(ttl),
+        "subscribe": [channels],
+        "publish": [channels],
+    }
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
@@ -99,12 +104,16 @@ class Service:
         def up() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"service exited with {self.process.returncode}:\n{self.output()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             return False
 
-        wait_for(up, timeout, f"service on port {self.port} not ready:\n{self.output()}")
+        wait_for(
+            up, timeout, f"service on port {self.port} not ready:\n{self.output()}"
+        )
 
     def start(self) -> None:
         """Start uvicorn and wait until it serves."""
@@ -128,7 +137,9 @@ class Service:
 
     def output(self) -> str:
         """Everything uvicorn printed so far (all runs on this port)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
 
     def publish(self, channel: str, data: object, token: str) -> str:
         """Publish over HTTP; the event's id."""
@@ -195,7 +206,11 @@ def install_node_modules(client: Path, cache_root: Path, npm: str) -> None:
         done = target / "node_modules" / ".installed"
         if not done.exists():
             target.mkdir(exist_ok=True)
-            stub = {"name": "client-dev-dependencies", "private": True, "devDependencies": deps}
+            stub = {
+                "name": "client-dev-dependencies",
+                "private": True,
+                "devDependencies": deps,
+            }
             (target / "package.json").write_text(json.dumps(stub, indent=2))
             result = subprocess.run(
                 [npm, "install", "--no-audit", "--no-fund", "--no-package-lock"],
