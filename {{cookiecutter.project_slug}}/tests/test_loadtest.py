@@ -157,6 +157,17 @@ def test_gaps_late_arrivals_and_repeats_are_told_apart() -> None:
     assert tally.received_by(0) == 5
 
 
+def test_payloads_count_however_the_service_encodes_them() -> None:
+    """Compact JSON takes the fast path; any other valid encoding is decoded the slow way."""
+    tally = Tally(1, "run1")
+    compact = json.dumps(json.loads(payload("run1", 0, 1.0)), separators=(",", ":"))
+    tally.record_json(0, compact.encode(), 1.5)
+    tally.record_json(0, b'{ "t": 1.0, "s": 1, "r": "run1" }', 1.5)
+    tally.record_json(0, b'{"r":"run1","s":2,"t":"soon"}', 1.5)  # not a number: decoded, rejected
+    assert tally.delivered == 2
+    assert list(tally.latencies) == [0.5, 0.5]
+
+
 def test_other_runs_events_are_ignored() -> None:
     """Events of another run on the same channel, or not JSON, change no count."""
     tally = Tally(1, "mine")

@@ -67,6 +67,7 @@ class Tally:
 
     def __init__(self, clients: int, run_id: str) -> None:
         self.run_id = run_id
+        self._prefix = b'{"r":"%s","s":' % run_id.encode()
         self._next = [0] * clients
         self._gaps: list[set[int] | None] = [None] * clients
         self.latencies: array[float] = array("d")
@@ -78,8 +79,19 @@ class Tally:
         self.first_receive: float | None = None
         self.last_receive: float | None = None
 
-    def record_json(self, client: int, data: bytes | str, now: float) -> None:
+    def record_json(self, client: int, data: bytes, now: float) -> None:
         """Record an event whose `data` is still JSON text."""
+        # Fast path, a third of the cost of `json.loads`: our own payload as the
+        # service re-encodes it (compact, keys in order). Anything else is decoded.
+        if data.startswith(self._prefix) and data.endswith(b"}"):
+            seq, found, sent = data[len(self._prefix) : -1].partition(b',"t":')
+            if found:
+                try:
+                    self._count(client, int(seq), float(sent), now)
+                except ValueError:
+                    pass
+                else:
+                    return
         try:
             decoded = json.loads(data)
         except ValueError:
@@ -92,7 +104,13 @@ class Tally:
         if type(data) is not dict or data.get("r") != self.run_id:
             self.foreign += 1
             return
-        seq = data["s"]
+        seq, sent = data.get("s"), data.get("t")
+        if type(seq) is not int or not isinstance(sent, int | float) or isinstance(sent, bool):
+            self.malformed += 1
+            return
+        self._count(client, seq, sent, now)
+
+    def _count(self, client: int, seq: int, sent: float, now: float) -> None:
         expected = self._next[client]
         if seq == expected:
             self._next[client] = seq + 1
@@ -110,7 +128,7 @@ class Tally:
             gaps.discard(seq)
             self.reorders += 1
         self.delivered += 1
-        self.latencies.append(now - data["t"])
+        self.latencies.append(now - sent)
         if self.first_receive is None:
             self.first_receive = now
         self.last_receive = now
