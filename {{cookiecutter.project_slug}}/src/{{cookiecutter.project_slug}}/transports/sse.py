@@ -137,10 +137,7 @@ class SSEConnection(Connection):
             )
             self._abandon()
         elif self._writer is not None:
-            # The writer flushes what is queued and says goodbye, unless the
-            # client stopped reading: then it is cut off after `_close_limit`.
-            loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(self._close_limit, self._cut_off)
+            self._arm_cut_off()
 
     # -- the stream ------------------------------------------------------------
 
@@ -157,6 +154,8 @@ class SSEConnection(Connection):
         """Stream until the client goes or the stream is closed."""
         self._writer = asyncio.create_task(self._write(send), name="sse-writer")
         watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
+        if self.reason is not None and not self.abandoned:
+            self._arm_cut_off()  # closed (shutdown, expiry) before it even started
         try:
             await asyncio.wait((self._writer, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -175,7 +174,7 @@ class SSEConnection(Connection):
     async def _write(self, send: Send) -> None:
         await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
         while batch := await self.outbox.take():
-            if self.reason is CloseReason.TOKEN_EXPIRED:
+            if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
                 break  # what is still queued is no longer the client's to see
             frames = [item.sse_frame if isinstance(item, Event) else item for item in batch]
             await self._send(send, b"".join(frames), more=True)
@@ -190,6 +189,12 @@ class SSEConnection(Connection):
         await send({"type": "http.response.body", "body": body, "more_body": more})
         self._last_write = time.monotonic()
         self._send_started = None
+
+    def _arm_cut_off(self) -> None:
+        # The writer flushes what is queued and says goodbye, unless the client
+        # stopped reading: then it is cut off after `_close_limit`.
+        loop = asyncio.get_running_loop()
+        self._close_timer = loop.call_later(self._close_limit, self._cut_off)
 
     def _cut_off(self) -> None:
         assert self.reason is not None
@@ -213,6 +218,10 @@ class SSEConnection(Connection):
         "returned without completing response" ERROR out of the log, since
         `close` already logged the reason. Raising instead would log a
         traceback for something that is not a bug.
+
+        Our slot, queue and subscription are freed at once. The socket itself
+        goes when the kernel can flush what uvicorn already wrote, or the peer
+        goes away: ASGI gives an app no way to abort a connection.
         """
         self.abandoned = True
         self.outbox.close()
