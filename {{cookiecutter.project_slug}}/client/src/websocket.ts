@@ -104,6 +104,8 @@ export class RealtimeWebSocketClient {
   private queue: QueuedPublish[] = [];
   private socket: SocketLike | undefined;
   private nextRef = 0;
+  private token: string | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: RealtimeWebSocketClientOptions) {
     this.url = webSocketUrl(options.url);
@@ -183,11 +185,21 @@ export class RealtimeWebSocketClient {
     });
   }
 
-  /** Fetch a new token with `getToken()` and hand it to the open connection (`refresh`). */
+  /**
+   * Fetch a new token with `getToken()` and hand it to the open connection
+   * (`refresh`). The client does this by itself shortly before the current
+   * token's `exp`, so that the server never has to close the connection.
+   */
   async refreshToken(): Promise<void> {
     const token = await this.getToken();
     if (!this.isOpen()) return; // the next connection asks getToken() itself
     await this.request({ type: "refresh", token });
+    const previous = this.token;
+    this.token = token;
+    // The same expiry again (getToken() not renewing) would only repeat this refresh.
+    if (previous === undefined || tokenExpiry(token) !== tokenExpiry(previous)) {
+      this.scheduleRefresh();
+    }
   }
 
   /** Follow the connection state: "connecting", "open", "reconnecting", "closed". */
@@ -212,6 +224,7 @@ export class RealtimeWebSocketClient {
   }
 
   private connect(token: string): void {
+    this.token = token;
     const url = `${this.url}${this.url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
     let socket: SocketLike;
     try {
@@ -227,6 +240,7 @@ export class RealtimeWebSocketClient {
       if (socket !== this.socket) return;
       this.watchdog.kick();
       this.lifecycle.opened();
+      this.scheduleRefresh();
       for (const [channel, subscription] of this.subscriptions) {
         this.sendSubscribe(channel, subscription);
       }
@@ -392,8 +406,29 @@ export class RealtimeWebSocketClient {
     this.lifecycle.dropped(new RealtimeError(`no frame or ping for ${seconds} s`));
   }
 
+  private scheduleRefresh(): void {
+    if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    const expiry = this.token === undefined ? undefined : tokenExpiry(this.token);
+    if (expiry === undefined) return; // not a JWT with `exp`: nothing to plan for
+    const left = expiry - Date.now();
+    // Refresh with a fifth of the lifetime left (at most a minute ahead).
+    const delay = Math.max(0, left - Math.min(60_000, left / 5));
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      this.refreshToken().catch((e: unknown) => {
+        if (!this.isOpen()) return;
+        // The server will close at `exp` (1008, final): reconnect now with a fresh token instead.
+        const detail = e instanceof Error ? e.message : String(e);
+        this.lifecycle.dropped(new RealtimeError(`token refresh failed: ${detail}`));
+      });
+    }, delay);
+  }
+
   private disconnect(): void {
     this.watchdog.stop();
+    if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
     const socket = this.socket;
     this.socket = undefined;
     if (socket) {
@@ -431,6 +466,21 @@ export function webSocketUrl(base: string): string {
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
   url.hash = "";
   return url.toString();
+}
+
+/** When a JWT expires (ms since the epoch), read from its `exp` claim; undefined if unknown. */
+export function tokenExpiry(token: string): number | undefined {
+  const payload = token.split(".")[1];
+  if (payload === undefined) return undefined;
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, "="))) as {
+      exp?: unknown;
+    };
+    return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function serverError(frame: Extract<ServerFrame, { type: "error" }>): RealtimeError {

@@ -5,6 +5,7 @@ import {
   type RealtimeError,
   RealtimeWebSocketClient,
   type SocketLike,
+  tokenExpiry,
   webSocketUrl,
 } from "../src/websocket.js";
 import { quietFor, waitFor } from "./helpers.js";
@@ -92,6 +93,24 @@ describe("webSocketUrl", () => {
   it("derives ws(s)://…/ws from the base URL", () => {
     assert.equal(webSocketUrl("https://api.example.com"), "wss://api.example.com/ws");
     assert.equal(webSocketUrl("http://localhost:8000/base/"), "ws://localhost:8000/base/ws");
+  });
+});
+
+/** An unsigned JWT with these claims (the client never checks signatures). */
+function jwt(claims: Record<string, unknown>): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}.c2lnbmF0dXJl`;
+}
+
+describe("tokenExpiry", () => {
+  it("reads exp from a JWT, in ms", () => {
+    assert.equal(tokenExpiry(jwt({ sub: "a", exp: 1_900_000_000 })), 1_900_000_000_000);
+  });
+
+  it("is undefined for anything else", () => {
+    assert.equal(tokenExpiry("opaque-token"), undefined);
+    assert.equal(tokenExpiry(jwt({ sub: "no exp" })), undefined);
+    assert.equal(tokenExpiry("a.%%%.c"), undefined);
   });
 });
 
@@ -294,5 +313,28 @@ describe("RealtimeWebSocketClient", () => {
     assert.equal(frame["token"], "t2");
     last().frame({ type: "refreshed", ref: frame["ref"] });
     await refreshed;
+  });
+
+  it("refreshes the token by itself before it expires", async () => {
+    const expiring = () => jwt({ sub: "a", exp: Math.floor(Date.now() / 1000) + 2 });
+    const { client, sockets, last } = setup({ getToken: expiring });
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    await waitFor(() => last().sentOf("refresh").length === 1, "the refresh frame", 3000);
+    const frame = last().sentOf("refresh")[0]!;
+    assert.equal(tokenExpiry(frame["token"] as string) !== undefined, true);
+    last().frame({ type: "refreshed", ref: frame["ref"] });
+    assert.equal(client.state, "open");
+  });
+
+  it("reconnects with a fresh token when the server refuses the refresh", async () => {
+    const expiring = () => jwt({ sub: "a", exp: Math.floor(Date.now() / 1000) + 2 });
+    const { sockets, last } = setup({ getToken: expiring });
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    await waitFor(() => last().sentOf("refresh").length === 1, "the refresh frame", 3000);
+    const ref = last().sentOf("refresh")[0]!["ref"];
+    last().frame({ type: "error", code: "forbidden", detail: "other sub", ref });
+    await waitFor(() => sockets.length === 2, "the reconnect");
   });
 });
