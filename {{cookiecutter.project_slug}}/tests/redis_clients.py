@@ -180,9 +180,14 @@ class Subscriber:
 
 
 async def subscribe_many(port: int, channels: list[str], token: str) -> list[Subscriber]:
-    """One subscriber per entry of `channels`, each over its own connection, all live."""
-    subscribers = [Subscriber(port, channel, token) for channel in channels]
-    await asyncio.gather(*(s.open() for s in subscribers))
+    """One live subscriber per entry of `channels`, each over its own connection.
+
+    Opened one after another: a burst of connections would all be accepted by
+    whichever worker woke first, and the tests want both workers to serve some.
+    """
+    subscribers = []
+    for channel in channels:
+        subscribers.append(await Subscriber(port, channel, token).open())
     return subscribers
 
 
@@ -208,9 +213,15 @@ def fresh_connection_client() -> httpx.AsyncClient:
 
 
 def worker_pids(supervisor_pid: int) -> set[int]:
-    """The worker processes of a `uvicorn --workers N` supervisor."""
-    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children")
-    return {int(pid) for pid in children.read_text().split()}
+    """The worker processes of a `uvicorn --workers N` supervisor (Linux `/proc`)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text()
+    workers = set()
+    for pid in children.split():
+        with contextlib.suppress(OSError):
+            # multiprocessing's resource tracker is a child too; workers are spawned.
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(int(pid))
+    return workers
 
 
 def pubsub_clients(admin: redis.Redis, pids: set[int]) -> list[dict[str, Any]]:

@@ -1,0 +1,98 @@
+"""Redis stops and comes back under a running service: honest while down, live again after.
+
+The Redis server here is one this test starts on its own port (not the session's),
+so that it can be killed and restarted on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerFactory, TokenFactory
+from redis_clients import Subscriber, close_all, fresh_connection_client, publish, subscribe_many
+from redis_server import RedisServerProcess, start_redis_server
+from servers import ServerProcess
+
+logger = logging.getLogger(__name__)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    """A Redis-protocol server of this test's own, killed by pid afterwards."""
+    server = start_redis_server(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def wait_until_status(
+    http: httpx.AsyncClient, url: str, status: int, timeout: float, method: str = "GET", **kw: Any
+) -> float:
+    """Poll `url` until it answers `status`; how long that took."""
+    started = time.monotonic()
+    while True:
+        response = await http.request(method, url, **kw)
+        if response.status_code == status:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{method} {url} still {response.status_code} after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def three_more_heartbeats(subscriber: Subscriber) -> None:
+    """Wait for three more heartbeats on `subscriber` (HEARTBEAT_INTERVAL is 0.2 s)."""
+    target = subscriber.heartbeats + 3
+    await subscriber.wait_until(lambda: subscriber.heartbeats >= target, timeout=5)
+
+
+async def test_redis_outage_is_reported_and_recovered_on_open_connections(
+    start_server: ServerFactory, own_redis: RedisServerProcess, make_token: TokenFactory
+) -> None:
+    """Down: readyz and publish 503, streams stay open with heartbeats. Back: live on the same streams."""
+    server: ServerProcess = start_server(workers=2, REDIS_URL=own_redis.url)
+    ch = f"outage-test:{uuid.uuid4().hex}"
+    token = make_token()
+    subscribers: list[Subscriber] = await subscribe_many(server.port, [ch] * 6, token)
+    events_url = f"{server.url}/channels/{ch}/events"
+    body = {"event": "message", "data": "during"}
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with fresh_connection_client() as http:
+            assert (await publish(http, server.url, ch, "before", token)).status_code == 202
+            await asyncio.gather(*(s.wait_for_events(1, timeout=10) for s in subscribers))
+
+            own_redis.stop()
+            await wait_until_status(http, f"{server.url}/readyz", 503, timeout=5)
+            await wait_until_status(
+                http, events_url, 503, timeout=5, method="POST", json=body, headers=headers
+            )
+            # Both workers are down, not just the one that answered first.
+            for _ in range(6):
+                assert (await http.get(f"{server.url}/readyz")).status_code == 503
+                response = await http.post(events_url, json=body, headers=headers)
+                assert response.status_code == 503
+            # The connections stay open and keep their heartbeats (HEARTBEAT_INTERVAL=0.2).
+            await asyncio.gather(*(three_more_heartbeats(s) for s in subscribers))
+            assert not any(s.closed for s in subscribers)
+
+            own_redis.start()
+            recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=10)
+            logger.warning("ready again %.2f s after redis restarted", recovery)
+            # A worker that isn't back yet backfills this event once it is.
+            assert (await publish(http, server.url, ch, "after", token)).status_code == 202
+            await asyncio.gather(*(s.wait_for_events(2, timeout=10) for s in subscribers))
+        for subscriber in subscribers:
+            assert subscriber.payloads == ["before", "after"]
+            assert not subscriber.closed
+    finally:
+        await close_all(subscribers)
