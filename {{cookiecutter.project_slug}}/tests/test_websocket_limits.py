@@ -113,7 +113,8 @@ async def open_non_reading_ws(server: ServerProcess, token: str) -> ClientConnec
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    return await open_ws(server, token, sock=sock, max_queue=1)
+    # A short close timeout: closing a socket that nobody reads can't complete cleanly.
+    return await open_ws(server, token, sock=sock, max_queue=1, close_timeout=0.2)
 
 
 async def test_client_that_stops_reading_is_closed_1013_and_delays_nobody(
@@ -158,6 +159,52 @@ async def test_client_that_stops_reading_is_closed_1013_and_delays_nobody(
         assert code == 1013
     finally:
         for ws in [*readers, slow, publisher]:
+            await ws.close()
+
+
+async def test_write_stuck_for_two_intervals_is_detected_and_closed(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """A client that answers pings but never reads: its stuck write closes it (1013, counted)."""
+    interval = 0.5
+    server = start_server(HEARTBEAT_INTERVAL=str(interval), WS_RATE_LIMIT="10000")
+    channel = channel_name()
+    token = make_token()
+    stuck = await open_non_reading_ws(server, token)
+    reader = await open_ws(server, token)
+    publisher = await open_ws(server, token)
+    stop = asyncio.Event()
+
+    async def pong_forever(ws: ClientConnection) -> None:
+        # Keeps the idle timeout out of it: only the stuck write may close a connection.
+        while not stop.is_set():
+            await ws.send('{"type":"pong"}')
+            await asyncio.sleep(interval / 4)
+
+    pongers = [asyncio.create_task(pong_forever(ws)) for ws in (stuck, reader, publisher)]
+    try:
+        await subscribe(stuck, channel)
+        await subscribe(reader, channel)
+        # Far fewer events than OUTBOUND_QUEUE_SIZE, but more bytes than the kernel buffers.
+        total = 100
+        for n in range(total):
+            frame = {"type": "publish", "channel": channel, "data": [n, "x" * 60_000]}
+            await publisher.send(json.dumps(frame))
+        got = [(await recv_frame(reader, timeout=10))["data"][0] for _ in range(total)]
+        assert got == list(range(total))
+        # In a thread: the pongs must go on meanwhile.
+        await asyncio.to_thread(
+            wait_for,
+            lambda: metric(server, "realtime_slow_consumer_disconnects_total") == 1,
+            10,
+            "the stuck writer was not detected",
+        )
+        # Its slot is free: only the reader and the publisher are left.
+        assert metric(server, "realtime_connections") == 2
+    finally:
+        stop.set()
+        await asyncio.gather(*pongers, return_exceptions=True)
+        for ws in (stuck, reader, publisher):
             await ws.close()
 
 
