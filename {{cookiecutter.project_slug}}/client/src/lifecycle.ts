@@ -151,6 +151,14 @@ export class Lifecycle {
     return () => this.errorHandlers.delete(handler);
   }
 
+  /** Replace the open connection at once with a new attempt (and a fresh token), no backoff. */
+  renew(): void {
+    if (this.current !== "open") return;
+    this.hooks.disconnect();
+    this.openedAt = undefined;
+    this.attemptNow("reconnecting");
+  }
+
   /** Skip the wait: the network is back, so the next attempt has a real chance. */
   reconnectNow(): void {
     if (this.current !== "reconnecting" || this.retryTimer === undefined) return;

@@ -11,6 +11,7 @@ import { DEFAULT_HEARTBEAT_INTERVAL } from "./defaults.js";
 import { RealtimeError, reportHandlerError } from "./errors.js";
 import { type ConnectionState, Lifecycle } from "./lifecycle.js";
 import { type SSEMessage, SSEParser } from "./sse-parser.js";
+import { renewalDelay, tokenExpiry } from "./token.js";
 import { Watchdog } from "./watchdog.js";
 
 export { RealtimeError } from "./errors.js";
@@ -53,6 +54,9 @@ export class RealtimeSSEClient {
   private readonly silenceMs: number;
   private controller: AbortController | undefined;
   private lastId: string | undefined;
+  private renewTimer: ReturnType<typeof setTimeout> | undefined;
+  // The expiry of the token whose renewal was last started (see `planRenewal`).
+  private renewedExpiry: number | undefined;
 
   constructor(options: RealtimeSSEClientOptions) {
     const base = options.url.replace(/\/+$/, "");
@@ -145,6 +149,7 @@ export class RealtimeSSEClient {
       return;
     }
     this.lifecycle.opened();
+    this.planRenewal(token);
     await this.read(response.body, controller);
   }
 
@@ -218,6 +223,22 @@ export class RealtimeSSEClient {
     }
   }
 
+  /**
+   * The server ends a stream when its token expires. Reconnecting a little
+   * before that, with a fresh token, resumes at once instead of after the
+   * server's `retry:` delay.
+   */
+  private planRenewal(token: string): void {
+    const expiry = tokenExpiry(token);
+    // getToken() handed back the same token again: renewing would only loop.
+    if (expiry === undefined || expiry === this.renewedExpiry) return;
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = undefined;
+      this.renewedExpiry = expiry;
+      this.lifecycle.renew();
+    }, renewalDelay(expiry));
+  }
+
   private silent(): void {
     const seconds = this.silenceMs / 1000;
     this.lifecycle.dropped(new RealtimeError(`no data or heartbeat for ${seconds} s`));
@@ -225,6 +246,8 @@ export class RealtimeSSEClient {
 
   private disconnect(): void {
     this.watchdog.stop();
+    if (this.renewTimer !== undefined) clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
     const controller = this.controller;
     this.controller = undefined;
     controller?.abort();

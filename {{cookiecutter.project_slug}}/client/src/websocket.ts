@@ -6,10 +6,12 @@ import type { BackoffOptions } from "./backoff.js";
 import { DEFAULT_HEARTBEAT_INTERVAL } from "./defaults.js";
 import { RealtimeError, reportHandlerError } from "./errors.js";
 import { type ConnectionState, Lifecycle } from "./lifecycle.js";
+import { renewalDelay, tokenExpiry } from "./token.js";
 import { Watchdog } from "./watchdog.js";
 
 export { RealtimeError } from "./errors.js";
 export type { ConnectionState } from "./lifecycle.js";
+export { tokenExpiry } from "./token.js";
 
 export interface MessageMeta {
   id: string;
@@ -411,9 +413,7 @@ export class RealtimeWebSocketClient {
     this.refreshTimer = undefined;
     const expiry = this.token === undefined ? undefined : tokenExpiry(this.token);
     if (expiry === undefined) return; // not a JWT with `exp`: nothing to plan for
-    const left = expiry - Date.now();
-    // Refresh with a fifth of the lifetime left (at most a minute ahead).
-    const delay = Math.max(0, left - Math.min(60_000, left / 5));
+    const delay = renewalDelay(expiry);
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
       this.refreshToken().catch((e: unknown) => {
@@ -466,21 +466,6 @@ export function webSocketUrl(base: string): string {
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
   url.hash = "";
   return url.toString();
-}
-
-/** When a JWT expires (ms since the epoch), read from its `exp` claim; undefined if unknown. */
-export function tokenExpiry(token: string): number | undefined {
-  const payload = token.split(".")[1];
-  if (payload === undefined) return undefined;
-  try {
-    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
-    const claims = JSON.parse(atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, "="))) as {
-      exp?: unknown;
-    };
-    return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function serverError(frame: Extract<ServerFrame, { type: "error" }>): RealtimeError {

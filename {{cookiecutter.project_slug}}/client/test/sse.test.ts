@@ -213,4 +213,23 @@ describe("RealtimeSSEClient", () => {
       console.error = original;
     }
   });
+
+  it("reconnects with a fresh token shortly before the current one expires", async () => {
+    const server = fakeServer();
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    let issued = 0;
+    const getToken = () => {
+      issued += 1;
+      const exp = Math.floor(Date.now() / 1000) + 2;
+      return `${part({ alg: "HS256" })}.${part({ sub: "a", n: issued, exp })}.sig`;
+    };
+    const c = client(server, { getToken });
+    await waitFor(() => server.calls.length === 1, "the request");
+    server.calls[0]!.write("id: 5\ndata: 1\n\n");
+    await waitFor(() => c.lastEventId === "5", "the event");
+    await waitFor(() => server.calls.length === 2, "the renewal", 3000);
+    assert.ok(server.calls[0]!.signal.aborted, "the old stream was closed");
+    assert.equal(server.calls[1]!.headers["Last-Event-ID"], "5");
+    assert.notEqual(server.calls[1]!.headers["Authorization"], server.calls[0]!.headers["Authorization"]);
+  });
 });

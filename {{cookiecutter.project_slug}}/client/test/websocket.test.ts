@@ -5,9 +5,9 @@ import {
   type RealtimeError,
   RealtimeWebSocketClient,
   type SocketLike,
-  tokenExpiry,
   webSocketUrl,
 } from "../src/websocket.js";
+import { tokenExpiry } from "../src/token.js";
 import { quietFor, waitFor } from "./helpers.js";
 
 /** The server's end of one fake socket: what the client sent, and ways to answer. */
@@ -101,18 +101,6 @@ function jwt(claims: Record<string, unknown>): string {
   const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
   return `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}.c2lnbmF0dXJl`;
 }
-
-describe("tokenExpiry", () => {
-  it("reads exp from a JWT, in ms", () => {
-    assert.equal(tokenExpiry(jwt({ sub: "a", exp: 1_900_000_000 })), 1_900_000_000_000);
-  });
-
-  it("is undefined for anything else", () => {
-    assert.equal(tokenExpiry("opaque-token"), undefined);
-    assert.equal(tokenExpiry(jwt({ sub: "no exp" })), undefined);
-    assert.equal(tokenExpiry("a.%%%.c"), undefined);
-  });
-});
 
 describe("RealtimeWebSocketClient", () => {
   it("connects with the token in the query and resolves subscribe on `subscribed`", async () => {
