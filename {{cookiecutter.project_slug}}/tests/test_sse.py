@@ -331,13 +331,14 @@ def _open_non_reading_client(port: int, token: str) -> socket.socket:
     return sock
 
 
+@pytest.mark.timeout(120)  # heavy: give a loaded CI machine room
 async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
     start_server: ServerFactory, make_token: TokenFactory
 ) -> None:
     """A non-reading client is dropped and counted; the others get every event; the server is fine."""
     server = start_server(OUTBOUND_QUEUE_SIZE="100", HEARTBEAT_INTERVAL="1")
     token = make_token()
-    count, payload = 2000, "x" * 16_000
+    count, payload = 2000, "x" * 8_000  # 16 MB to each reader
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         readers = [await open_stream(server.port, CHANNEL, token=token) for _ in range(2)]
         slow = _open_non_reading_client(server.port, token)
@@ -427,6 +428,7 @@ def _jwt_payload(token: str) -> bytes:
     return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
 
 
+@pytest.mark.timeout(120)  # heavy: give a loaded CI machine room
 async def test_sigterm_ends_1000_streams_and_exits_within_the_grace(
     server: ServerProcess, make_token: TokenFactory
 ) -> None:
