@@ -33,6 +33,8 @@ export interface LifecycleOptions {
 export interface DropOptions {
   /** The server asked clients to come back later (WS 1001/1012/1013, HTTP 503). */
   later?: boolean;
+  /** Wait at least this long (ms) before the next attempt only (HTTP `Retry-After`). */
+  atLeast?: number;
 }
 
 /** Delay floor (ms) after a "come back later" close: not at once, even on a lucky jitter roll. */
@@ -95,7 +97,9 @@ export class Lifecycle {
       this.openedAt !== undefined && Date.now() - this.openedAt >= this.options.stableAfter;
     this.openedAt = undefined;
     if (stable && !options.later) this.backoff.reset();
-    const delay = this.backoff.next(options.later ? COME_BACK_LATER_MS : 0);
+    const delay = this.backoff.next(
+      Math.max(options.later ? COME_BACK_LATER_MS : 0, options.atLeast ?? 0),
+    );
     this.setState("reconnecting");
     this.clearRetry();
     this.retryTimer = setTimeout(() => {

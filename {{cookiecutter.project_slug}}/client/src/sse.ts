@@ -195,12 +195,12 @@ export class RealtimeSSEClient {
       return;
     }
     const retryAfter = Number(response.headers.get("retry-after"));
-    if (Number.isFinite(retryAfter) && retryAfter > 0) {
-      this.lifecycle.setServerDelay(retryAfter * 1000);
-    }
     this.lifecycle.dropped(
       new RealtimeError(message, { status, ...(detail && { reason: detail }) }),
-      { later: status === 503 || status === 429 },
+      {
+        later: status === 503 || status === 429,
+        ...(Number.isFinite(retryAfter) && retryAfter > 0 && { atLeast: retryAfter * 1000 }),
+      },
     );
   }
 

@@ -145,6 +145,17 @@ describe("RealtimeSSEClient", () => {
     assert.ok(errors.every((e) => !e.fatal));
   });
 
+  it("waits at least Retry-After before retrying a 503", async () => {
+    const server = fakeServer((_call, n) =>
+      n === 1 ? new Response("full", { status: 503, headers: { "Retry-After": "1" } }) : undefined,
+    );
+    const c = client(server);
+    await waitFor(() => server.calls.length === 1, "the first attempt");
+    await quietFor(300);
+    assert.equal(server.calls.length, 1, "no retry before Retry-After");
+    await waitFor(() => c.state === "open", "the retry after a second", 3000);
+  });
+
   it("treats silence beyond twice the heartbeat interval as a dead connection", async () => {
     const server = fakeServer();
     const c = client(server, { heartbeatInterval: 0.05 });
