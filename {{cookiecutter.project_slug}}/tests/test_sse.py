@@ -489,3 +489,23 @@ async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
     slow.close()
     await reader.close()
     assert "Traceback" not in server.output()
+
+
+async def test_sigterm_ends_streams_on_every_worker(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Under `uvicorn --workers 2`, SIGTERM to the supervisor ends every worker's streams in time."""
+    grace = 3.0
+    server = start_server(workers=2)
+    token = make_token()
+    streams = [await open_stream(server.port, CHANNEL, token=token) for _ in range(40)]
+    for stream in streams:
+        await first_frame(stream)
+    server.signal(signal.SIGTERM)
+    exit_task = asyncio.create_task(asyncio.to_thread(server.wait_exit, grace + 1))
+    endings = await asyncio.gather(*(s.rest(timeout=grace + 10) for s in streams))
+    await exit_task
+    assert all(s.ended for s in streams), "some streams were cut off instead of ended"
+    assert all(any(f.retry is not None for f in frames) for frames in endings)
+    for stream in streams:
+        await stream.close()
