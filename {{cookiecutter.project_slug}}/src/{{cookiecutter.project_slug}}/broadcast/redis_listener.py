@@ -174,14 +174,17 @@ class PubSubListener:
             except Exception as exc:  # any failure: reconnect, whatever it was
                 error = exc
             was_up = self._became_up.is_set()
-            self.up = False
             self._became_up.clear()
             for channel in self._channels.values():
                 channel.ready.clear()
             if was_up:
+                # Still counted as up: a dropped connection to a working Redis
+                # is replaced (and backfilled) at once; only a failed attempt
+                # to reconnect means Redis is down.
                 failures = 0
                 logger.warning("redis pub/sub connection lost (%s); reconnecting", _describe(error))
             else:
+                self.up = False
                 failures += 1
                 if not self.failing:
                     self.failing = True
@@ -229,7 +232,6 @@ class PubSubListener:
                     helper.cancel()
                 await asyncio.wait(helpers)
         finally:
-            self.up = False
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
@@ -261,7 +263,7 @@ class PubSubListener:
             if self._helper_failed is not None:
                 raise self._helper_failed
             if message is None:
-                if not self.up and loop.time() > confirm_by:
+                if not self._became_up.is_set() and loop.time() > confirm_by:
                     raise TimeoutError("redis did not confirm the subscriptions")
                 continue
             await self._handle(message)
@@ -337,7 +339,7 @@ class PubSubListener:
         loop = asyncio.get_running_loop()
         for count in itertools.count():
             await asyncio.sleep(CANARY_INTERVAL)
-            if not self.up:
+            if not self._became_up.is_set():
                 continue
             if loop.time() - self._canary_heard > CANARY_TIMEOUT:
                 raise DeafConnection(f"canary not heard for {CANARY_TIMEOUT} s")
