@@ -45,10 +45,18 @@ def server(
         process.stop()
 
 
-@pytest.fixture
-def heartbeat_server(start_server: ServerFactory) -> ServerProcess:
-    """A server of its own with a short heartbeat interval."""
-    return start_server(HEARTBEAT_INTERVAL=str(INTERVAL), WS_RATE_LIMIT="1000")
+@pytest.fixture(scope="module")
+def heartbeat_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server with a short heartbeat interval, shared by the heartbeat tests."""
+    log = tmp_path_factory.mktemp("ws-heartbeat") / "server.log"
+    env = shared_server_env(request, HEARTBEAT_INTERVAL=str(INTERVAL), WS_RATE_LIMIT="1000")
+    process = ServerProcess(env, log)
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
 
 
 def channel_name() -> str:
@@ -191,7 +199,7 @@ async def test_pings_arrive_at_least_every_interval_while_idle(
 ) -> None:
     """An idle client that answers pings gets one within every 2 x interval and stays open."""
     async with await open_ws(heartbeat_server, make_token()) as ws:
-        for _ in range(5):
+        for _ in range(4):
             # 2 x interval is the client's watchdog: any longer gap reads as a dead link.
             frame = await recv_frame(ws, timeout=2 * INTERVAL, pings=True)
             assert frame == {"type": "ping"}
@@ -224,7 +232,7 @@ async def test_pings_keep_coming_while_messages_stream(
 
         streamer = asyncio.create_task(stream())
         try:
-            while pings < 6:
+            while pings < 4:
                 last_ping = messages
                 frame = await recv_frame(listener, timeout=2 * INTERVAL, pings=True)
                 while frame["type"] == "message":
@@ -242,16 +250,18 @@ async def test_silent_client_is_closed_1001_and_frees_its_slot(
     heartbeat_server: ServerProcess, make_token: TokenFactory
 ) -> None:
     """No client frame for 2 x interval: close 1001; the connections gauge is back to 0."""
+
+    def connections() -> float:
+        return metric(heartbeat_server, "realtime_connections")
+
+    # Earlier tests' sockets on this server are gone once their closes are handled.
+    wait_for(lambda: connections() == 0, 5, "earlier connections still count")
     async with await open_ws(heartbeat_server, make_token()) as ws:
         await subscribe(ws, channel_name())
-        assert metric(heartbeat_server, "realtime_connections") == 1
+        assert connections() == 1
         code, _ = await expect_close(ws, timeout=10 * INTERVAL)
     assert code == 1001
-    wait_for(
-        lambda: metric(heartbeat_server, "realtime_connections") == 0,
-        5,
-        "the idle connection still counts",
-    )
+    wait_for(lambda: connections() == 0, 5, "the idle connection still counts")
 
 
 # -- shutdown ------------------------------------------------------------------

@@ -7,7 +7,9 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -21,8 +23,28 @@ from ws_client import (
     recv_frame,
     recv_until,
     request,
+    shared_server_env,
     subscribe,
 )
+
+RATE = 20  # the limited server's WS_RATE_LIMIT
+MAX_BYTES = 1024  # and its MAX_MESSAGE_BYTES
+
+
+@pytest.fixture(scope="module")
+def limited_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server with a small frame limit and rate limit; each test uses its own socket."""
+    log = tmp_path_factory.mktemp("ws-limits") / "server.log"
+    env = shared_server_env(
+        request, MAX_MESSAGE_BYTES=str(MAX_BYTES), WS_RATE_LIMIT=str(RATE), HEARTBEAT_INTERVAL="5"
+    )
+    process = ServerProcess(env, log)
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
 
 
 def channel_name() -> str:
@@ -34,14 +56,13 @@ def channel_name() -> str:
 
 
 async def test_frame_over_max_message_bytes_closes_1009(
-    start_server: ServerFactory, make_token: TokenFactory
+    limited_server: ServerProcess, make_token: TokenFactory
 ) -> None:
     """A frame larger than `MAX_MESSAGE_BYTES` closes the connection with 1009."""
-    server = start_server(MAX_MESSAGE_BYTES="1024", HEARTBEAT_INTERVAL="5")
-    async with await open_ws(server, make_token()) as ws:
+    async with await open_ws(limited_server, make_token()) as ws:
         # Exactly the limit is fine...
         frame = {"type": "publish", "channel": "c", "data": ""}
-        padding = 1024 - len(json.dumps(frame))
+        padding = MAX_BYTES - len(json.dumps(frame))
         reply = await request(ws, {**frame, "data": "x" * (padding - len(', "ref": "r0000"'))})
         assert reply["type"] == "published"
         # ...one byte more is not (multi-byte characters count as their UTF-8 bytes).
@@ -66,12 +87,11 @@ async def test_uvicorn_ws_max_size_refuses_oversize_frames_with_1009_before_buff
 
 
 async def test_flood_is_answered_rate_limited_then_closed_1008(
-    start_server: ServerFactory, make_token: TokenFactory
+    limited_server: ServerProcess, make_token: TokenFactory
 ) -> None:
     """Past the bucket, frames are dropped with `rate_limited`; then 1008 `rate limited`."""
-    rate = 20
-    server = start_server(WS_RATE_LIMIT=str(rate), HEARTBEAT_INTERVAL="5")
-    async with await open_ws(server, make_token()) as ws:
+    rate = RATE
+    async with await open_ws(limited_server, make_token()) as ws:
         for n in range(10 * rate):
             try:
                 await ws.send(json.dumps({"type": "pong", "ref": f"f{n}"}))
@@ -88,14 +108,13 @@ async def test_flood_is_answered_rate_limited_then_closed_1008(
 
 
 async def test_client_pacing_itself_under_the_limit_is_never_limited(
-    start_server: ServerFactory, make_token: TokenFactory
+    limited_server: ServerProcess, make_token: TokenFactory
 ) -> None:
     """Frames at 80% of `WS_RATE_LIMIT`, more than a full bucket's worth, are all accepted."""
-    rate = 50
-    server = start_server(WS_RATE_LIMIT=str(rate), HEARTBEAT_INTERVAL="5")
-    async with await open_ws(server, make_token()) as ws:
+    rate = RATE
+    async with await open_ws(limited_server, make_token()) as ws:
         start = time.monotonic()
-        count = 2 * rate + rate // 2
+        count = 2 * rate + rate // 4
         for n in range(count):
             # An absolute schedule: a late frame doesn't push the later ones back.
             await asyncio.sleep(max(0.0, start + n / (0.8 * rate) - time.monotonic()))
