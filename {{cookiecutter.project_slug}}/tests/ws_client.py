@@ -7,7 +7,6 @@ to pass. Server pings are answered and skipped unless a test asks for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from collections.abc import Callable, Mapping
@@ -28,12 +27,12 @@ _refs = itertools.count(1)
 def shared_server_env(request: pytest.FixtureRequest, **overrides: str) -> dict[str, str]:
     """Environment for a server shared by a module's tests: conftest's `service_env` values.
 
-    `service_env` is per test, so a module-scoped server can't use it; the Redis URL
-    comes from the session's `redis_url` fixture when this render has one.
+    `service_env` is per test, so a module-scoped server can't use it.
     """
     env = {"JWT_SECRET": TEST_SECRET, "HEARTBEAT_INTERVAL": "0.2", "SHUTDOWN_GRACE": "3"}
-    with contextlib.suppress(pytest.FixtureLookupError):  # none with the memory broadcaster
-        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+{% if cookiecutter.broadcaster == "redis" %}
+    env["REDIS_URL"] = request.getfixturevalue("redis_url")
+{% endif %}
     return {**env, **overrides}
 
 
