@@ -174,7 +174,9 @@ def test_any_frame_is_answered_by_the_protocol(fuzzer: Fuzzer, payload: str | by
     frames = fuzzer.exchange(payload)
     code = expected_error(payload)
     if code is not None and fuzzer.ws is not None:
-        assert [f.get("code") for f in frames] == [code], (payload, frames)
+        # Messages of channels that earlier examples subscribed to may arrive in between.
+        replies = [f for f in frames if f["type"] != "message"]
+        assert [f.get("code") for f in replies] == [code], (payload, frames)
 
 
 def test_fuzzed_server_stays_healthy_and_logged_no_exception(
