@@ -11,6 +11,7 @@ Budget: `MAX_EXAMPLES` examples per run, each with `DEADLINE` to finish.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -37,7 +38,6 @@ ERROR_CODES = {"bad_request", "unknown_type", "forbidden", "rate_limited", "unav
 # Close codes the protocol gives a reason for (SPEC §4, §5).
 SPEC_CLOSE_CODES = {1001, 1008, 1009, 1012, 1013}
 CLIENT_TYPES = ["subscribe", "unsubscribe", "publish", "pong", "refresh"]
-PROBE = json.dumps({"type": "unsubscribe", "channel": "probe", "ref": "probe"})
 
 json_values = st.recursive(
     st.none()
@@ -82,6 +82,7 @@ class Fuzzer:
         )
         self.url = ws_url(server, token)
         self.ws: ClientConnection | None = None
+        self._probes = itertools.count()
         self._stack = contextlib.ExitStack()
 
     def connection(self) -> ClientConnection:
@@ -101,15 +102,17 @@ class Fuzzer:
         """Send `payload`, then the probe; every frame up to the probe's answer."""
         ws = self.connection()
         frames: list[dict[str, Any]] = []
+        # A fresh ref each time: a random frame can't pass for the probe.
+        probe = f"probe-{next(self._probes)}"
         try:
             ws.send(payload)
-            ws.send(PROBE)
+            ws.send(json.dumps({"type": "unsubscribe", "channel": "probe", "ref": probe}))
             while True:
                 raw = ws.recv(timeout=5)
                 assert isinstance(raw, str), "the server sends text frames only"
                 frame = json.loads(raw)
                 check_server_frame(frame)
-                if frame.get("ref") == "probe" and frame["type"] == "unsubscribed":
+                if frame.get("ref") == probe and frame["type"] == "unsubscribed":
                     return frames
                 if frame["type"] != "ping":
                     frames.append(frame)
