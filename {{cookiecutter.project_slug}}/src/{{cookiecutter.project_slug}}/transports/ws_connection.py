@@ -92,6 +92,8 @@ class WebSocketConnection(Connection):
         self._closing: tuple[int, str] | None = None
         self._closing_since = 0.0
         self._send_close = True
+        self._aborted = False
+        self._queue_size = settings.outbound_queue_size
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -120,14 +122,19 @@ class WebSocketConnection(Connection):
         """Heartbeat, idle timeout and stuck-writer detection (the registry's ticker)."""
         limit = 2 * self._interval
         if self._closing is not None:
-            if now - self._closing_since > limit:
-                # Not even the close frame could be written: drop the socket.
+            if now - self._closing_since > limit and not self._aborted:
+                # Not even the close frame could be written: give the socket up.
+                logger.info(
+                    "cutting off a WebSocket client (sub=%r) that isn't reading its close (%s)",
+                    self.principal.sub,
+                    self._closing[1],
+                )
                 self._abort()
             return
         if self._write_started is not None and now - self._write_started > limit:
             # The client stopped reading: the kernel's buffers are full and the
             # write can't finish. Its own outbox would overflow next.
-            self.close(CloseReason.SLOW_CONSUMER)
+            self._drop_slow(f"a write has waited {now - self._write_started:.1f} s")
             return
         if now - self._last_received > limit:
             self.close(CloseReason.IDLE)
@@ -156,11 +163,17 @@ class WebSocketConnection(Connection):
         self._service.connections.release(self)
 
     def _abort(self) -> None:
+        self._aborted = True
         for task in (self._writer, self._reader):
             if task is not None:
                 task.cancel()
 
     def _on_overflow(self) -> None:
+        self._drop_slow(f"its queue of {self._queue_size} events overflowed")
+
+    def _drop_slow(self, why: str) -> None:
+        if self._closing is None:
+            logger.warning("dropping a slow WebSocket client (sub=%r): %s", self.principal.sub, why)
         self.close(CloseReason.SLOW_CONSUMER)
 
     # -- writing ---------------------------------------------------------------
@@ -231,6 +244,11 @@ class WebSocketConnection(Connection):
             ref = ref_of(text) if text is not None else None
             self._reply(error_frame("rate_limited", "too many frames; slow down", ref))
             if verdict is Verdict.CLOSE:
+                logger.warning(
+                    "closing a flooding WebSocket client (sub=%r): over %d frames dropped in 1 s",
+                    self.principal.sub,
+                    self._service.settings.ws_rate_limit,
+                )
                 self._begin_close(POLICY_VIOLATION, "rate limited")
             return
         if text is None:
