@@ -8,7 +8,7 @@ answer it and live on: `bad_request` for anything that isn't a well-formed frame
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -101,7 +101,10 @@ class Refresh(_ClientFrame):
 
 AnyFrame = Subscribe | Unsubscribe | Publish | Pong | Refresh
 _ADAPTER: TypeAdapter[AnyFrame] = TypeAdapter(Annotated[AnyFrame, Field(discriminator="type")])
-KNOWN_TYPES = frozenset({"subscribe", "unsubscribe", "publish", "pong", "refresh"})
+# The `type` of each frame model: derived, so a new model is known at once.
+KNOWN_TYPES = frozenset(
+    get_args(model.model_fields["type"].annotation)[0] for model in get_args(AnyFrame)
+)
 
 
 def parse_frame(text: str) -> AnyFrame:
