@@ -249,3 +249,35 @@ async def test_outage_fails_publishes_and_recovers_live_delivery(
     finally:
         await instance.stop()
         server.stop()
+
+
+async def test_a_hung_redis_is_noticed_and_recovered_from(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Redis accepting connections but answering nothing: not ready, then back without a gap."""
+    server = start_redis_server(tmp_path / "redis")
+    instance = create_broadcaster(settings_factory(redis_url=server.url))
+    await instance.start()
+    admin = redis.Redis.from_url(server.url)
+    try:
+        ch = channel()
+        rec = Recorder()
+        await instance.subscribe(ch, rec)
+        await instance.publish(ch, "message", b"1")
+        await rec.wait_for(1)
+
+        # Every client, the pub/sub connection included, is frozen for 6 s.
+        admin.client_pause(6000, all=True)
+        assert not await instance.is_ready()
+        # The canary goes unanswered, and reconnecting doesn't get through either.
+        await wait_until(lambda: not instance.is_up(), 10, "a frozen redis still counts as up")
+
+        await wait_until(instance.is_up, 15, "not up again after redis woke up")
+        assert await instance.is_ready()
+        await instance.publish(ch, "message", b"2")
+        await rec.wait_for(2)
+        assert rec.payloads == [1, 2]
+    finally:
+        admin.close()
+        await instance.stop()
+        server.stop()
