@@ -54,7 +54,11 @@ class _Holder:
 
 
 class RedisBroadcaster(Broadcaster):
-    """Keeps about `history_size` events per channel for `history_ttl` seconds after the last publish."""
+    """Broadcasts through Redis; history is Redis Streams, live fan-out is pub/sub.
+
+    Keeps at least `history_size` events per channel (Redis trims in whole
+    blocks), for `history_ttl` seconds after the channel's last publish.
+    """
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class RedisBroadcaster(Broadcaster):
         self._publish_script = self._commands.register_script(PUBLISH_SCRIPT)
         self._listener = PubSubListener(
             self._client("pubsub"),
+            self._commands,
             fetch_from=self._fetch_from,
             latest=self._latest,
             dispatch=self._dispatch,

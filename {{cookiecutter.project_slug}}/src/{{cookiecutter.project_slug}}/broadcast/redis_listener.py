@@ -66,14 +66,18 @@ class _Channel:
 class PubSubListener:
     """Keeps one pub/sub connection subscribed to the channels that have local subscribers.
 
-    `fetch_from(key, last_id)` reads a stream from an id on (all of it for None),
-    `latest(key)` its newest id (NO_ID when there is none); `dispatch(event)` hands a live event to local subscribers. Channels are the
-    Redis names (stream keys); `to_channel` maps them back to service channels.
+    `client` opens the pub/sub connection; the canary is published with
+    `commands`, the path real publishes take. `fetch_from(key, last_id)` reads a
+    stream from an id on (all of it for None), `latest(key)` its newest id (NO_ID
+    when there is none); `dispatch(event)` hands a live event to local
+    subscribers. Channels are Redis names (stream keys); `to_channel` maps them
+    back to the service's channel names.
     """
 
     def __init__(
         self,
         client: Redis,
+        commands: Redis,
         *,
         fetch_from: Fetch,
         latest: Latest,
@@ -82,6 +86,7 @@ class PubSubListener:
         canary_prefix: str,
     ) -> None:
         self._client = client
+        self._commands_client = commands
         self._fetch_from = fetch_from
         self._latest = latest
         self._dispatch = dispatch
@@ -259,9 +264,9 @@ class PubSubListener:
         loop = asyncio.get_running_loop()
         confirm_by = loop.time() + CONFIRM_TIMEOUT
         while True:
-            message = await pubsub.get_message(timeout=READ_TIMEOUT)
             if self._helper_failed is not None:
                 raise self._helper_failed
+            message = await pubsub.get_message(timeout=READ_TIMEOUT)
             if message is None:
                 if not self._became_up.is_set() and loop.time() > confirm_by:
                     raise TimeoutError("redis did not confirm the subscriptions")
@@ -343,10 +348,8 @@ class PubSubListener:
                 continue
             if loop.time() - self._canary_heard > CANARY_TIMEOUT:
                 raise DeafConnection(f"canary not heard for {CANARY_TIMEOUT} s")
-            await self._client.publish(self.canary, str(count))
+            await self._commands_client.publish(self.canary, str(count))
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _describe(exc.exceptions[0])
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
