@@ -231,7 +231,7 @@ describe("RealtimeSSEClient", () => {
     let issued = 0;
     const getToken = () => {
       issued += 1;
-      const exp = Math.floor(Date.now() / 1000) + 2;
+      const exp = Math.floor(Date.now() / 1000) + 1;
       return `${part({ alg: "HS256" })}.${part({ sub: "a", n: issued, exp })}.sig`;
     };
     const c = client(server, { getToken });
