@@ -17,6 +17,7 @@ from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
 from {{ cookiecutter.project_slug }}.events import encode_json
 from {{ cookiecutter.project_slug }}.settings import Settings
 from redis_server import RedisServerProcess, start_redis_server
+from servers import free_port
 from test_broadcaster import Recorder, publish_n
 
 BroadcasterFactory = Callable[..., Awaitable[Broadcaster]]
@@ -281,3 +282,31 @@ async def test_a_hung_redis_is_noticed_and_recovered_from(
         admin.close()
         await instance.stop()
         server.stop()
+
+
+async def test_starting_while_redis_is_down_waits_for_it(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A service started before its Redis comes up starts not ready, then becomes ready."""
+    port = free_port()  # nothing listens there yet
+    instance = create_broadcaster(settings_factory(redis_url=f"redis://127.0.0.1:{port}/0"))
+    await instance.start()
+    server: RedisServerProcess | None = None
+    try:
+        assert not instance.is_up()
+        assert not await instance.is_ready()
+        with pytest.raises(BroadcasterUnavailable):
+            await instance.publish(channel(), "message", b"1")
+
+        server = start_redis_server(tmp_path / "redis", port=port)
+        await wait_until(instance.is_up, 10, "not up within 10 s of redis starting")
+        ch = channel()
+        rec = Recorder()
+        await instance.subscribe(ch, rec)
+        await instance.publish(ch, "message", b"2")
+        await rec.wait_for(1)
+        assert rec.payloads == [2]
+    finally:
+        await instance.stop()
+        if server is not None:
+            server.stop()

@@ -81,6 +81,8 @@ async def test_redis_outage_is_reported_and_recovered_on_open_connections(
                 assert (await http.get(f"{server.url}/readyz")).status_code == 503
                 response = await http.post(events_url, json=body, headers=headers)
                 assert response.status_code == 503
+                metrics = (await http.get(f"{server.url}/metrics")).text
+                assert "realtime_broadcaster_up 0.0" in metrics
             # The connections stay open and keep their heartbeats (HEARTBEAT_INTERVAL=0.2).
             await asyncio.gather(*(three_more_heartbeats(s) for s in subscribers))
             assert not any(s.closed for s in subscribers)
