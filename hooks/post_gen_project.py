@@ -51,6 +51,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "src/*/devredis.py",
         "tests/test_redis*.py",
         "tests/redis_*.py",
+        ".github/workflows/redis.yml",
         "tests/test_websocket_redis*.py",
     ),
 }
