@@ -1,7 +1,7 @@
 """Subscribers and helpers for the Redis tests against real multi-worker servers.
 
-A `Subscriber` is one client connection following one channel over whichever
-transport this service was rendered with (SSE when it has it, else WebSocket).
+A `Subscriber` is one client connection following one channel over the
+transport this service was rendered with (SSE when it has both).
 It records every event and heartbeat in the background, so a test can hold
 hundreds of them while it publishes, kills connections or stops Redis.
 """
@@ -19,10 +19,15 @@ from urllib.parse import quote
 
 import httpx
 import redis
+{% if cookiecutter.transport == "websocket" %}
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
 
-from {{ cookiecutter.project_slug }} import transports
+TRANSPORT = "websocket"
+{% else %}
 
-TRANSPORT = "sse" if "sse" in transports.NAMES else "websocket"
+TRANSPORT = "sse"
+{% endif %}
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,7 @@ class Subscriber:
 
     async def open(self, timeout: float = 10) -> Subscriber:
         """Connect, subscribe, and return once the subscription is live."""
-        reader = self._read_sse if TRANSPORT == "sse" else self._read_websocket
-        self._task = asyncio.create_task(reader())
+        self._task = asyncio.create_task(self._read())
         async with asyncio.timeout(timeout):
             await self._opened
         return self
@@ -101,7 +105,8 @@ class Subscriber:
             self._opened.set_exception(error or EOFError("connection ended before it opened"))
         self._changed.set()
 
-    async def _read_sse(self) -> None:
+{% if cookiecutter.transport != "websocket" %}
+    async def _read(self) -> None:
         path = f"/channels/{quote(self.channel)}/events"
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
@@ -151,11 +156,8 @@ class Subscriber:
             self._record(
                 fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
             )
-
-    async def _read_websocket(self) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import WebSocketException
-
+{% else %}
+    async def _read(self) -> None:
         url = f"ws://127.0.0.1:{self.port}/ws"
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
@@ -177,6 +179,7 @@ class Subscriber:
             self._ended(exc)
             return
         self._ended()
+{% endif %}
 
 
 async def subscribe_many(port: int, channels: list[str], token: str) -> list[Subscriber]:
