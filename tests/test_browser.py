@@ -112,19 +112,22 @@ def built_client(
 class Page:
     """The harness page running one client; reads what the client reported."""
 
-    def __init__(self, page: Any, services: list[Service]) -> None:
+    def __init__(self, page: Any, services: list[Service], context: Any) -> None:
         self.page = page
         self.services = services
+        self.context = context
         self.timeout_error: type[Exception] = playwright_api().TimeoutError
 
-    def start(self, kind: str, url: str, token: str = TOKEN) -> None:
+    def start(
+        self, kind: str, url: str, token: str = TOKEN, backoff: dict[str, int] = BACKOFF
+    ) -> None:
         """Create the client in the page."""
         options = {
             "url": url,
             "channel": CHANNEL,
             "token": token,
             "heartbeatInterval": 0.5,
-            "backoff": BACKOFF,
+            "backoff": backoff,
         }
         self.page.evaluate(
             "([kind, options]) => window.startClient(kind, options)", [kind, options]
@@ -214,7 +217,7 @@ def harness(
             page = context.new_page()
             page.goto(f"{site}/index.html")
             page.wait_for_function("window.harnessReady === true", timeout=WAIT_MS)
-            yield Page(page, services), new_service
+            yield Page(page, services, context), new_service
     finally:
         context.close()
         for service in services:
@@ -346,3 +349,32 @@ def test_watchdog_reconnects_after_the_server_froze(
     log = page.log()
     assert log["resyncs"] == 0, "same process, same history: nothing to resync"
     assert not any(e["fatal"] for e in log["errors"]), log["errors"]
+
+
+@pytest.mark.parametrize(("combo", "kind"), CASES)
+def test_client_reconnects_at_once_when_the_browser_comes_back_online(
+    combo: tuple[str, str], kind: str, harness: tuple[Page, Callable[[], Service]]
+) -> None:
+    """Going offline drops the connection; the `online` event skips a minute of backoff."""
+    page, new_service = harness
+    service = new_service()
+    service.start()
+    # Backoff so long that only the `online` event can bring the client back within the test.
+    page.start(kind, service.url, backoff={"initialDelay": 60_000, "maxDelay": 60_000})
+    page.wait("log.states.includes('open')", "the first connection")
+    if kind == "websocket":
+        page.wait("log.subscribed.length === 1", "the subscription")
+    publish_range(service, 1, 2)
+    page.wait_for_seqs(2)
+    page.context.set_offline(True)
+    page.wait(
+        "log.states.at(-1) === 'reconnecting'", "the client to lose its connection"
+    )
+    page.context.set_offline(False)
+    page.wait(
+        "log.states.filter((s) => s === 'open').length >= 2",
+        "the reconnect on `online`",
+    )
+    publish_range(service, 3, 4)
+    page.wait_for_seqs(4)
+    assert_exactly_once(page, 4)

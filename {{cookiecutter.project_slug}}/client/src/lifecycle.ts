@@ -5,8 +5,9 @@
  * (drop it silently) and reports back with `opened()`, `dropped()` or
  * `failed()`. The lifecycle owns everything else: the state and its
  * listeners, error listeners, fetching a fresh token for every attempt,
- * backoff between attempts, reconnecting at once when the browser comes back
- * online, and a `close()` that really stops.
+ * backoff between attempts, dropping the connection when the browser goes
+ * offline and reconnecting at once when it comes back online, and a `close()`
+ * that really stops.
  */
 import { Backoff, type BackoffOptions } from "./backoff.js";
 import { RealtimeError, reportHandlerError } from "./errors.js";
@@ -51,6 +52,7 @@ export class Lifecycle {
   private attempt = 0;
   private readonly onlineTarget: LifecycleOptions["onlineEvents"];
   private readonly handleOnline = (): void => this.reconnectNow();
+  private readonly handleOffline = (): void => this.wentOffline();
 
   constructor(
     private readonly hooks: LifecycleHooks,
@@ -77,6 +79,7 @@ export class Lifecycle {
   /** Connect for the first time. */
   start(): void {
     this.onlineTarget?.addEventListener("online", this.handleOnline);
+    this.onlineTarget?.addEventListener("offline", this.handleOffline);
     this.attemptNow("connecting");
   }
 
@@ -171,6 +174,12 @@ export class Lifecycle {
     this.attemptNow("reconnecting");
   }
 
+  private wentOffline(): void {
+    // No connection survives the loss of the network, but a stream can take
+    // minutes to notice: drop it now, and let `online` bring the next attempt.
+    if (this.current === "open") this.dropped(new RealtimeError("the browser went offline"));
+  }
+
   private attemptNow(state: "connecting" | "reconnecting"): void {
     if (this.closed) return;
     this.setState(state);
@@ -204,6 +213,7 @@ export class Lifecycle {
     this.clearRetry();
     this.attempt += 1;
     this.onlineTarget?.removeEventListener("online", this.handleOnline);
+    this.onlineTarget?.removeEventListener("offline", this.handleOffline);
     this.hooks.disconnect();
     this.setState("closed");
   }

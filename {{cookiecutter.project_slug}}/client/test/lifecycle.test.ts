@@ -116,6 +116,20 @@ describe("Lifecycle", () => {
     assert.equal(h.tokens.length, 2, "no attempt after close");
   });
 
+  it("drops an open connection when the browser goes offline", async () => {
+    const h = harness({ backoff: { initialDelay: 60_000, maxDelay: 60_000 } });
+    h.lifecycle.start();
+    await waitFor(() => h.tokens.length === 1, "first connect");
+    h.lifecycle.opened();
+    h.online.dispatchEvent(new Event("offline"));
+    assert.equal(h.lifecycle.state, "reconnecting");
+    assert.equal(h.disconnects, 1);
+    assert.match(h.errors[0]?.message ?? "", /offline/);
+    h.online.dispatchEvent(new Event("online"));
+    await waitFor(() => h.tokens.length === 2, "reconnect on online");
+    h.lifecycle.close();
+  });
+
   it("retries when getToken() fails, reporting a non-fatal error", async () => {
     let calls = 0;
     const h = harness({
