@@ -331,6 +331,9 @@ class PubSubListener:
             # The last delivered id is gone: trimmed, expired, or Redis lost its
             # data. Subscribers can't be told; their next resume will resync.
             logger.warning("can't backfill %s without a gap: its history moved on", key)
+            # A new Redis may even number below the old one: take the stream as it is.
+            missed = await self._fetch_from(key, None)
+            channel.last_id = None
         if missed:
             logger.info("backfilled %d events on %s after reconnecting", len(missed), key)
         for event in missed:
