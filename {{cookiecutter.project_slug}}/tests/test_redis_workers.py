@@ -52,7 +52,8 @@ def admin(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def two_workers(start_server: ServerFactory, admin: redis.Redis) -> ServerProcess:
     """A real `uvicorn --workers 2` server, both workers connected to Redis."""
-    server = start_server(workers=2)
+    # Short-lived history: the Redis server may be a shared one.
+    server = start_server(workers=2, HISTORY_TTL="600")
     wait_for(lambda: len(worker_pids(server.pid)) == 2, 20, "two workers never started")
     pids = worker_pids(server.pid)
     wait_for(lambda: len(pubsub_clients(admin, pids)) == 2, 20, "both workers never reached Redis")
