@@ -295,7 +295,7 @@ def test_bad_token_stops_the_client_after_one_attempt(
     page.start(kind, service.url, token="not-a-valid-jwt")
     page.wait("log.errors.some((e) => e.fatal)", "the fatal auth error")
     # Long enough for several retries at this backoff, if there were any.
-    time.sleep(1.5)
+    time.sleep(1.0)
     log = page.log()
     fatal = [e for e in log["errors"] if e["fatal"]]
     assert len(fatal) == 1, log["errors"]
