@@ -78,6 +78,7 @@ export class Lifecycle {
 
   /** Connect for the first time. */
   start(): void {
+    if (this.closed) return; // closed before it started
     this.onlineTarget?.addEventListener("online", this.handleOnline);
     this.onlineTarget?.addEventListener("offline", this.handleOffline);
     this.attemptNow("connecting");

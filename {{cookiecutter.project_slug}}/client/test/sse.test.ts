@@ -206,6 +206,15 @@ describe("RealtimeSSEClient", () => {
     assert.deepEqual(states, ["open", "closed"]);
   });
 
+  it("close() right after construction never connects", async () => {
+    const server = fakeServer();
+    const c = client(server);
+    c.close();
+    await quietFor(20);
+    assert.equal(server.calls.length, 0);
+    assert.equal(c.state, "closed");
+  });
+
   it("a handler that throws does not stop the stream", async () => {
     const server = fakeServer();
     const c = client(server);
