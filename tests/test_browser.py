@@ -3,7 +3,8 @@
 For every transport x broadcaster combination, and for each client it has:
 events arrive; the client rides out a server restart by itself with no missing
 or repeated event; a bad token stops it with an auth error after one attempt;
-its heartbeat watchdog recovers from a frozen (SIGSTOP) server.
+its heartbeat watchdog recovers from a frozen (SIGSTOP) server; it drops the
+connection when the browser goes offline and comes back at once when online.
 """
 
 from __future__ import annotations
@@ -75,12 +76,12 @@ def playwright_api() -> ModuleType:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     """One headless Chromium per test worker; each test gets its own context."""
-    if not os.path.exists(CHROMIUM):
-        require_tool("chromium")  # fails under CI, skips elsewhere
+    # Debian's path first; otherwise whatever `chromium` is on PATH (none: fail under CI).
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else require_tool("chromium")
     api = playwright_api()
     with api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield browser
