@@ -1,8 +1,8 @@
 """The generated TypeScript clients, built and run in headless Chromium against the real service.
 
 For every transport x broadcaster combination, and for each client it has:
-events arrive; the client rides out a server restart by itself with no missing
-or repeated event; a bad token stops it with an auth error after one attempt;
+events arrive; the client rides out a server restart (kill -9, and SIGTERM's
+graceful "come back later") by itself with no missing or repeated event; a bad token stops it with an auth error after one attempt;
 its heartbeat watchdog recovers from a frozen (SIGSTOP) server; it drops the
 connection when the browser goes offline and comes back at once when online.
 """
@@ -283,6 +283,37 @@ def test_client_rides_out_a_server_restart_without_gaps_or_repeats(
     assert log["resyncs"] == (0 if redis else 1)
     assert not any(e["fatal"] for e in log["errors"]), log["errors"]
     assert log["tokenCalls"] >= 2, "getToken() is asked again on reconnect"
+
+
+@pytest.mark.parametrize(("combo", "kind"), CASES)
+def test_client_comes_back_after_a_graceful_restart(
+    combo: tuple[str, str], kind: str, harness: tuple[Page, Callable[[], Service]]
+) -> None:
+    """SIGTERM closes connections as "come back later" (WS 1012, SSE `retry:`); no fatal error."""
+    page, new_service = harness
+    service = new_service()
+    service.start()
+    page.start(kind, service.url)
+    page.wait("log.states.includes('open')", "the first connection")
+    if kind == "websocket":
+        page.wait("log.subscribed.length === 1", "the subscription")
+    publish_range(service, 1, 3)
+    page.wait_for_seqs(3)
+
+    service.signal(signal.SIGTERM)
+    page.wait("log.states.at(-1) === 'reconnecting'", "the client to see the shutdown")
+    service.wait_exit()
+    service.start()
+    page.wait("log.states.filter((s) => s === 'open').length >= 2", "the reconnect")
+    if combo[1] == "memory":
+        page.wait("log.resyncs === 1", "the resync after the restart")
+    publish_range(service, 4, 6)
+    page.wait_for_seqs(6)
+    assert_exactly_once(page, 6)
+    log = page.log()
+    assert not any(e["fatal"] for e in log["errors"]), log["errors"]
+    if kind == "websocket":
+        assert any(e["closeCode"] == 1012 for e in log["errors"]), log["errors"]
 
 
 @pytest.mark.parametrize(("combo", "kind"), CASES)

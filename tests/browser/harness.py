@@ -125,6 +125,13 @@ class Service:
         assert self.process is not None
         os.killpg(self.process.pid, sig)
 
+    def wait_exit(self, timeout: float = 10) -> int:
+        """Wait for uvicorn to exit by itself (after SIGTERM); its exit code."""
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
     def kill(self) -> None:
         """SIGKILL uvicorn (if running) and reap it: the port is free again after this."""
         if self.process is None:
