@@ -26,7 +26,6 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/test_loadtest_sse.py",
         "client/src/sse*.ts",
         "client/test/sse*.test.ts",
-        "client/test/browser/sse*",
     ),
     ("transport", "websocket"): (
         "src/*/transports/websocket.py",
@@ -37,7 +36,6 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/ws_client.py",
         "client/src/websocket*.ts",
         "client/test/websocket*.test.ts",
-        "client/test/browser/websocket*",
     ),
     ("broadcaster", "memory"): (
         "compose.memory.yaml",
