@@ -101,6 +101,15 @@ def test_free_text_answers_render_valid_code_and_config(tmp_path: Path) -> None:
     assert answers["project_name"] == FREE_TEXT
 
 
+@pytest.mark.parametrize("slug", ["aaa_service", "zzz_service"])
+def test_any_slug_renders_lint_clean_code(tmp_path: Path, slug: str) -> None:
+    """Import order and formatting don't depend on where the slug sorts."""
+    project = render(tmp_path, project_slug=slug)
+    for args in (["check", "."], ["format", "--check", "."]):
+        result = run([sys.executable, "-m", "ruff", *args], project, timeout=60)
+        assert result.returncode == 0, result.stdout
+
+
 def test_answers_are_recorded_without_cookiecutter_internals(tmp_path: Path) -> None:
     """`.cookiecutter.json` holds exactly the prompt answers, for re-rendering later."""
     project = render(tmp_path, transport="sse", broadcaster="redis", heartbeat_interval="7")

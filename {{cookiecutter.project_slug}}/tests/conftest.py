@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, create_broadcaster
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
+
 {% if cookiecutter.broadcaster == "redis" %}
 from redis_server import redis_url  # noqa: F401  (a fixture)
 {% endif %}

@@ -10,9 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import TEST_SECRET, TokenFactory
 from {{ cookiecutter.project_slug }}.auth import AuthError, TokenVerifier, bearer_token, mint_token
 from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
+
+from conftest import TEST_SECRET, TokenFactory
 
 
 def test_valid_token_gives_its_principal(settings: Settings, make_token: TokenFactory) -> None:

@@ -8,9 +8,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TokenFactory
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
+
+from conftest import TokenFactory
 
 CHANNEL = "room:1"
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_SECRET, ServerFactory
 from {{ cookiecutter.project_slug }}.loadtest.clients import SUBSCRIBERS
 from {{ cookiecutter.project_slug }}.loadtest.http import ChunkedDecoder, LoadTestError, Target
 from {{ cookiecutter.project_slug }}.loadtest.report import Progress, Report, format_table
 from {{ cookiecutter.project_slug }}.loadtest.tally import Latency, Tally, payload, percentile
+
+from conftest import TEST_SECRET, ServerFactory
 from servers import PROJECT_ROOT, free_port
 
 TRANSPORTS = tuple(SUBSCRIBERS)

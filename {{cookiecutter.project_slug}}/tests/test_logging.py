@@ -6,8 +6,9 @@ import logging
 
 import httpx
 
-from conftest import ServerFactory, TokenFactory
 from {{ cookiecutter.project_slug }}.logs import RedactTokens, redact
+
+from conftest import ServerFactory, TokenFactory
 
 
 def test_redact_hides_query_tokens_and_bare_jwts(make_token: TokenFactory) -> None:

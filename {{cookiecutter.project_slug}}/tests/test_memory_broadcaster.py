@@ -7,11 +7,12 @@ import logging
 
 import pytest
 
-from conftest import ServerFactory
 from {{ cookiecutter.project_slug }}.broadcast.memory import (
     MemoryBroadcaster,
     warn_if_one_of_several_workers,
 )
+
+from conftest import ServerFactory
 from servers import wait_for
 from test_broadcaster import Recorder
 

@@ -16,6 +16,7 @@ from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, BroadcasterUn
 from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
 from {{ cookiecutter.project_slug }}.events import encode_json
 from {{ cookiecutter.project_slug }}.settings import Settings
+
 from redis_server import RedisServerProcess, start_redis_server
 from servers import free_port
 from test_broadcaster import Recorder, publish_n

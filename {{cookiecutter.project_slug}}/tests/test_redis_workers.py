@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from conftest import ServerFactory, TokenFactory
 from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
+
+from conftest import ServerFactory, TokenFactory
 from redis_clients import (
     TRANSPORT,
     Subscriber,

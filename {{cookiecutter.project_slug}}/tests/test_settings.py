@@ -10,8 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import TEST_SECRET
 from {{ cookiecutter.project_slug }}.settings import SettingsError, load_settings
+
+from conftest import TEST_SECRET
 from servers import PROJECT_ROOT
 
 

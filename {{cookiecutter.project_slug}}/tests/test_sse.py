@@ -16,9 +16,10 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ServerFactory, TokenFactory
 from {{ cookiecutter.project_slug }}.events import Event
 from {{ cookiecutter.project_slug }}.outbox import Outbox
+
+from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess
 from sse_client import Frame, SSEStream, open_stream
 
