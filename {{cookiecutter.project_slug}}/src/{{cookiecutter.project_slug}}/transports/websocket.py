@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from ..auth import AuthError, bearer_token
-from ..service import get_service
+from ..service import service_of
 from ..settings import Settings
 from .ws_connection import (
     POLICY_VIOLATION,
@@ -30,7 +30,7 @@ router = APIRouter()
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Accept, authenticate and admit a client, then serve it until it closes."""
-    service = get_service(websocket)
+    service = service_of(websocket)
     if not origin_allowed(service.settings, websocket.headers.get("origin")):
         await refuse(websocket, 403, "origin not allowed")
         return
