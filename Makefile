@@ -11,7 +11,9 @@ $(BIN)/.installed: requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-test: $(BIN)/.installed  ## render every combination and run every check
+test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
 	$(BIN)/python -m pytest
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out

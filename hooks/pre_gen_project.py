@@ -55,9 +55,7 @@ def validate(context: dict[str, object]) -> list[str]:
     elif keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
         errors.append(f"project_slug {slug!r} must not be a Python keyword")
     elif slug in SHADOWED_MODULES or slug in sys.stdlib_module_names:
-        errors.append(
-            f"project_slug {slug!r} must not shadow a module the service imports"
-        )
+        errors.append(f"project_slug {slug!r} must not shadow a module the service imports")
 
     raw = str(context.get("heartbeat_interval", "")).strip()
     try:
@@ -65,9 +63,7 @@ def validate(context: dict[str, object]) -> list[str]:
     except ValueError:
         interval = math.nan
     if not (math.isfinite(interval) and interval > 0):
-        errors.append(
-            f"heartbeat_interval {raw!r} must be a number of seconds greater than 0"
-        )
+        errors.append(f"heartbeat_interval {raw!r} must be a number of seconds greater than 0")
     return errors
 
 

@@ -67,9 +67,7 @@ def playwright_api() -> ModuleType:
         return importlib.import_module("playwright.sync_api")
     except ImportError:
         if IN_CI:
-            pytest.fail(
-                "the playwright package is not installed (required under CI=true)"
-            )
+            pytest.fail("the playwright package is not installed (required under CI=true)")
         pytest.skip("the playwright package is not installed")
 
 
@@ -136,9 +134,7 @@ class Page:
 
     def log(self) -> dict[str, Any]:
         """Everything the client reported so far."""
-        result: dict[str, Any] = self.page.evaluate(
-            "JSON.parse(JSON.stringify(window.log))"
-        )
+        result: dict[str, Any] = self.page.evaluate("JSON.parse(JSON.stringify(window.log))")
         return result
 
     def wait(self, expression: str, what: str, timeout_ms: int = WAIT_MS) -> None:
@@ -261,9 +257,7 @@ def test_client_rides_out_a_server_restart_without_gaps_or_repeats(
     page.wait_for_seqs(5)
 
     service.kill()
-    page.wait(
-        "log.states.at(-1) === 'reconnecting'", "the client to notice the dead server"
-    )
+    page.wait("log.states.at(-1) === 'reconnecting'", "the client to notice the dead server")
     if other:
         # Another instance on the same Redis keeps taking events while this one is down.
         publish_range(other, 6, 8)
@@ -340,9 +334,7 @@ def test_bad_token_stops_the_client_after_one_attempt(
     assert log["tokenCalls"] == 1, "the client asked for a token again: it retried"
     # uvicorn's access log: one line per handshake or GET (CORS preflights aside).
     request = (
-        '"WebSocket /ws'
-        if kind == "websocket"
-        else f'"GET /channels/{quote(CHANNEL, safe="")}/'
+        '"WebSocket /ws' if kind == "websocket" else f'"GET /channels/{quote(CHANNEL, safe="")}/'
     )
     attempts = [line for line in service.output().splitlines() if request in line]
     assert len(attempts) == 1, attempts
@@ -399,9 +391,7 @@ def test_client_reconnects_at_once_when_the_browser_comes_back_online(
     publish_range(service, 1, 2)
     page.wait_for_seqs(2)
     page.context.set_offline(True)
-    page.wait(
-        "log.states.at(-1) === 'reconnecting'", "the client to lose its connection"
-    )
+    page.wait("log.states.at(-1) === 'reconnecting'", "the client to lose its connection")
     page.context.set_offline(False)
     page.wait(
         "log.states.filter((s) => s === 'open').length >= 2",

@@ -32,9 +32,5 @@ def test_client_typechecks_passes_its_tests_and_builds(
         result = run([npm, *script], client, timeout=300)
         assert result.returncode == 0, f"npm {' '.join(script)}:\n{result.stdout}"
     chosen = {"sse", "websocket"} if combo[0] == "both" else {combo[0]}
-    built = {
-        name
-        for name, entry in ENTRY_POINTS.items()
-        if (client / "dist" / entry).exists()
-    }
+    built = {name for name, entry in ENTRY_POINTS.items() if (client / "dist" / entry).exists()}
     assert built == chosen

@@ -78,7 +78,7 @@ def test_rejected_answers_print_one_line_and_write_nothing(
     assert not out.exists() or not any(out.iterdir())
 
 
-FREE_TEXT = "Zoë's \"Quoted\" \\ Service\nwith a second line — ünïcödé ☃"
+FREE_TEXT = 'Zoë\'s "Quoted" \\ Service\nwith a second line — ünïcödé ☃'
 
 
 def test_free_text_answers_render_valid_code_and_config(tmp_path: Path) -> None:

@@ -159,8 +159,18 @@ def test_project_builds_a_wheel(
     """The pyproject is a working package definition (hatchling builds it)."""
     project = rendered(transport, broadcaster)
     result = run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(project)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(project),
+        ],
         project,
         env=project_env(project),
     )
@@ -264,7 +274,9 @@ def test_project_test_suite_passes(rendered: Renderer, transport: str, broadcast
     env.pop("REDIS_URL", None)
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"],
-        project, env=env, timeout=1100,
+        project,
+        env=env,
+        timeout=1100,
     )
     assert result.returncode == 0, result.stdout[-20000:]
     assert " passed" in result.stdout and " skipped" not in result.stdout, result.stdout[-3000:]
@@ -280,7 +292,8 @@ def _system_redis_up() -> bool:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    ("transport", "broadcaster"), [p for p in combos() if "redis" in p.values]  # type: ignore[attr-defined]
+    ("transport", "broadcaster"),
+    [p for p in combos() if "redis" in p.values],  # type: ignore[attr-defined]
 )
 def test_redis_tests_pass_against_a_real_redis_server(
     rendered: Renderer, transport: str, broadcaster: str
@@ -296,6 +309,8 @@ def test_redis_tests_pass_against_a_real_redis_server(
     assert tests
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-        project, env=env, timeout=850,
+        project,
+        env=env,
+        timeout=850,
     )
     assert result.returncode == 0, result.stdout[-20000:]

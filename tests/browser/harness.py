@@ -88,8 +88,16 @@ class Service:
         """Start uvicorn without waiting for it (see `wait_ready`)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", f"{PACKAGE}.main:app"]
-                + ["--host", "127.0.0.1", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    f"{PACKAGE}.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
                 # Not the project: its .env must not leak into the test's settings.
                 cwd=self.workdir,
                 env=self.env,
@@ -111,9 +119,7 @@ class Service:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             return False
 
-        wait_for(
-            up, timeout, f"service on port {self.port} not ready:\n{self.output()}"
-        )
+        wait_for(up, timeout, f"service on port {self.port} not ready:\n{self.output()}")
 
     def start(self) -> None:
         """Start uvicorn and wait until it serves."""
@@ -144,9 +150,7 @@ class Service:
 
     def output(self) -> str:
         """Everything uvicorn printed so far (all runs on this port)."""
-        return (
-            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        )
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def publish(self, channel: str, data: object, token: str) -> str:
         """Publish over HTTP; the event's id."""
