@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import PROJECT_NAME, api, transports
+from .asgi import RealtimeApp
 from .auth import TokenVerifier
 from .broadcast import create_broadcaster
 from .connections import ConnectionRegistry
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.broadcaster.stop()
             signals.uninstall()
 
-    app = FastAPI(title=PROJECT_NAME, lifespan=lifespan)
+    app = RealtimeApp(title=PROJECT_NAME, lifespan=lifespan)
     app.state.service = service
     app.add_middleware(
         CORSMiddleware,

@@ -19,6 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ..asgi import server_send
 from ..auth import Principal
 from ..broadcast import BroadcasterUnavailable
 from ..connections import CloseReason, Connection
@@ -150,9 +151,13 @@ class SSEConnection(Connection):
             return b": token expired\n\n"
         return b""
 
-    async def run(self, receive: Receive, send: Send) -> None:
-        """Stream until the client goes or the stream is closed."""
-        self._writer = asyncio.create_task(self._write(send), name="sse-writer")
+    async def run(self, receive: Receive, send: Send, direct_send: Send) -> None:
+        """Stream until the client goes or the stream is closed.
+
+        Chunks go to `direct_send` (the server's own); the last one goes through
+        `send`, so the middleware sees the response complete.
+        """
+        self._writer = asyncio.create_task(self._write(send, direct_send), name="sse-writer")
         watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
         if self.reason is not None and not self.abandoned:
             self._arm_cut_off()  # closed (shutdown, expiry) before it even started
@@ -171,13 +176,13 @@ class SSEConnection(Connection):
         if self.abandoned:
             _ABANDONED.set(True)
 
-    async def _write(self, send: Send) -> None:
-        await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
+    async def _write(self, send: Send, direct_send: Send) -> None:
+        await self._send(direct_send, b"retry: %d\n\n" % RETRY_MS, more=True)
         while batch := await self.outbox.take():
             if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
                 break  # what is still queued is no longer the client's to see
             frames = [item.sse_frame if isinstance(item, Event) else item for item in batch]
-            await self._send(send, b"".join(frames), more=True)
+            await self._send(direct_send, b"".join(frames), more=True)
             events = sum(isinstance(item, Event) for item in batch)
             if events:
                 self._delivered.inc(events)
@@ -264,7 +269,7 @@ class EventStreamResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            await connection.run(receive, send)
+            await connection.run(receive, send, server_send(scope, send))
         finally:
             self._service.broadcaster.unsubscribe(connection.channel, connection.outbox)
             self._service.connections.release(connection)
