@@ -227,6 +227,15 @@ def publish_range(service: Service, first: int, last: int) -> None:
         service.publish(CHANNEL, {"seq": seq}, TOKEN)
 
 
+def receive_first_events(page: Page, service: Service, kind: str, last: int) -> None:
+    """Wait for the client to connect (and subscribe), then publish and receive 1..`last`."""
+    page.wait("log.states.includes('open')", "the first connection")
+    if kind == "websocket":
+        page.wait("log.subscribed.length === 1", "the subscription")
+    publish_range(service, 1, last)
+    page.wait_for_seqs(last)
+
+
 def assert_exactly_once(page: Page, last: int) -> None:
     """Events 1..last arrived in order, none missing, none twice, ids all distinct."""
     log = page.log()
@@ -250,11 +259,7 @@ def test_client_rides_out_a_server_restart_without_gaps_or_repeats(
         other.wait_ready()
     service.wait_ready()
     page.start(kind, service.url)
-    page.wait("log.states.includes('open')", "the first connection")
-    if kind == "websocket":
-        page.wait("log.subscribed.length === 1", "the subscription")
-    publish_range(service, 1, 5)
-    page.wait_for_seqs(5)
+    receive_first_events(page, service, kind, 5)
 
     service.kill()
     page.wait("log.states.at(-1) === 'reconnecting'", "the client to notice the dead server")
@@ -288,11 +293,7 @@ def test_client_comes_back_after_a_graceful_restart(
     service = new_service()
     service.start()
     page.start(kind, service.url)
-    page.wait("log.states.includes('open')", "the first connection")
-    if kind == "websocket":
-        page.wait("log.subscribed.length === 1", "the subscription")
-    publish_range(service, 1, 3)
-    page.wait_for_seqs(3)
+    receive_first_events(page, service, kind, 3)
 
     service.signal(signal.SIGTERM)
     page.wait("log.states.at(-1) === 'reconnecting'", "the client to see the shutdown")
@@ -349,11 +350,7 @@ def test_watchdog_reconnects_after_the_server_froze(
     service = new_service()
     service.start()
     page.start(kind, service.url)
-    page.wait("log.states.includes('open')", "the first connection")
-    if kind == "websocket":
-        page.wait("log.subscribed.length === 1", "the subscription")
-    publish_range(service, 1, 3)
-    page.wait_for_seqs(3)
+    receive_first_events(page, service, kind, 3)
 
     service.signal(signal.SIGSTOP)
     try:
@@ -385,11 +382,7 @@ def test_client_reconnects_at_once_when_the_browser_comes_back_online(
     service.start()
     # Backoff so long that only the `online` event can bring the client back within the test.
     page.start(kind, service.url, backoff={"initialDelay": 60_000, "maxDelay": 60_000})
-    page.wait("log.states.includes('open')", "the first connection")
-    if kind == "websocket":
-        page.wait("log.subscribed.length === 1", "the subscription")
-    publish_range(service, 1, 2)
-    page.wait_for_seqs(2)
+    receive_first_events(page, service, kind, 2)
     page.context.set_offline(True)
     page.wait("log.states.at(-1) === 'reconnecting'", "the client to lose its connection")
     page.context.set_offline(False)
