@@ -25,9 +25,11 @@ TokenFactory = Callable[..., str]
 ServerFactory = Callable[..., ServerProcess]
 
 
-@pytest.fixture
-def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Environment for a service under test: fast heartbeats, a known secret."""
+def base_service_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment for a service under test: fast heartbeats, a known secret.
+
+    A plain function too, so module-scoped servers can use it (`service_env` is per test).
+    """
     return {
         "JWT_SECRET": TEST_SECRET,
         "HEARTBEAT_INTERVAL": "0.2",
@@ -37,6 +39,12 @@ def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
         "REDIS_URL": request.getfixturevalue("redis_url"),
 {% endif %}
     }
+
+
+@pytest.fixture
+def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """`base_service_env` for this test."""
+    return base_service_env(request)
 
 
 @pytest.fixture

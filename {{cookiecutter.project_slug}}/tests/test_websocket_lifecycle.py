@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess, wait_for
 from ws_client import (
+    channel_name,
     expect_close,
     metric,
     open_ws,
@@ -57,11 +57,6 @@ def heartbeat_server(
         yield process.wait_ready()
     finally:
         process.stop()
-
-
-def channel_name() -> str:
-    """A channel no other test uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 async def still_open_until(ws: ClientConnection, deadline: float) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess, wait_for
 from ws_client import (
+    channel_name,
     expect_close,
     frames_until_close,
     metric,
@@ -45,11 +45,6 @@ def limited_server(
         yield process.wait_ready()
     finally:
         process.stop()
-
-
-def channel_name() -> str:
-    """A channel no other test uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 # -- frame size ------------------------------------------------------------------

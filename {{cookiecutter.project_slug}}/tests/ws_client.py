@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TEST_SECRET
+from conftest import base_service_env
 from servers import ServerProcess
 
 Frame = dict[str, Any]
@@ -25,15 +26,13 @@ _refs = itertools.count(1)
 
 
 def shared_server_env(request: pytest.FixtureRequest, **overrides: str) -> dict[str, str]:
-    """Environment for a server shared by a module's tests: conftest's `service_env` values.
+    """Environment for a server shared by a module's tests, with `overrides`."""
+    return {**base_service_env(request), **overrides}
 
-    `service_env` is per test, so a module-scoped server can't use it.
-    """
-    env = {"JWT_SECRET": TEST_SECRET, "HEARTBEAT_INTERVAL": "0.2", "SHUTDOWN_GRACE": "3"}
-{% if cookiecutter.broadcaster == "redis" %}
-    env["REDIS_URL"] = request.getfixturevalue("redis_url")
-{% endif %}
-    return {**env, **overrides}
+
+def channel_name() -> str:
+    """A channel no other test uses."""
+    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 def ws_url(server: ServerProcess, token: str | None = None) -> str:
