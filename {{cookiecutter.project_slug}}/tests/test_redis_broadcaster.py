@@ -268,8 +268,10 @@ async def test_a_hung_redis_is_noticed_and_recovered_from(
         await instance.publish(ch, "message", b"1")
         await rec.wait_for(1)
 
-        # Every client, the pub/sub connection included, is frozen for 6 s.
-        admin.client_pause(6000, all=True)
+        # Every client, the pub/sub connection included, is frozen for 12 s: long
+        # enough for the worst case of noticing it (a canary timing out, then a
+        # reconnect whose subscriptions go unconfirmed: about 8 s) even on a busy machine.
+        admin.client_pause(12000, all=True)
         assert not await instance.is_ready()
         # The canary goes unanswered, and reconnecting doesn't get through either.
         await wait_until(lambda: not instance.is_up(), 10, "a frozen redis still counts as up")
