@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ..asgi import server_send
+from ..asgi import hand_off
 from ..auth import Principal
 from ..broadcast import BroadcasterUnavailable
 from ..connections import CloseReason, Connection
@@ -151,13 +151,9 @@ class SSEConnection(Connection):
             return b": token expired\n\n"
         return b""
 
-    async def run(self, receive: Receive, send: Send, direct_send: Send) -> None:
-        """Stream until the client goes or the stream is closed.
-
-        Chunks go to `direct_send` (the server's own); the last one goes through
-        `send`, so the middleware sees the response complete.
-        """
-        self._writer = asyncio.create_task(self._write(send, direct_send), name="sse-writer")
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Stream until the client goes or the stream is closed."""
+        self._writer = asyncio.create_task(self._write(send), name="sse-writer")
         watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
         if self.reason is not None and not self.abandoned:
             self._arm_cut_off()  # closed (shutdown, expiry) before it even started
@@ -176,13 +172,13 @@ class SSEConnection(Connection):
         if self.abandoned:
             _ABANDONED.set(True)
 
-    async def _write(self, send: Send, direct_send: Send) -> None:
-        await self._send(direct_send, b"retry: %d\n\n" % RETRY_MS, more=True)
+    async def _write(self, send: Send) -> None:
+        await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
         while batch := await self.outbox.take():
             if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
                 break  # what is still queued is no longer the client's to see
             frames = [item.sse_frame if isinstance(item, Event) else item for item in batch]
-            await self._send(direct_send, b"".join(frames), more=True)
+            await self._send(send, b"".join(frames), more=True)
             events = sum(isinstance(item, Event) for item in batch)
             if events:
                 self._delivered.inc(events)
@@ -243,10 +239,11 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 class EventStreamResponse(Response):
-    """The ASGI response that runs one `SSEConnection` and then cleans up after it.
+    """The response that starts one `SSEConnection`'s stream and hands it off.
 
     Not `StreamingResponse`: the stream is driven by the connection's outbox and
-    timers, and a writer stuck in `send` must be stopped from outside.
+    timers, a writer stuck in `send` must be stopped from outside, and the stream
+    runs after the route has returned (`asgi.hand_off`).
     """
 
     media_type = "text/event-stream"
@@ -260,7 +257,6 @@ class EventStreamResponse(Response):
         self._service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        connection = self._connection
         try:
             await send(
                 {
@@ -269,10 +265,23 @@ class EventStreamResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            await connection.run(receive, send, server_send(scope, send))
+        except BaseException:
+            self.discard()
+            raise
+        hand_off(scope, self)
+
+    async def serve(self, receive: Receive, send: Send) -> None:
+        """Run the stream, then free the connection's subscription and slot."""
+        try:
+            await self._connection.run(receive, send)
         finally:
-            self._service.broadcaster.unsubscribe(connection.channel, connection.outbox)
-            self._service.connections.release(connection)
+            self.discard()
+
+    def discard(self) -> None:
+        """Free the connection's subscription and registry slot."""
+        connection = self._connection
+        self._service.broadcaster.unsubscribe(connection.channel, connection.outbox)
+        self._service.connections.release(connection)
 
 
 @router.get(

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from ..asgi import hand_off
 from ..auth import AuthError, bearer_token
 from ..service import service_of
 from ..settings import Settings
@@ -29,7 +30,7 @@ router = APIRouter()
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Accept, authenticate and admit a client, then serve it until it closes."""
+    """Accept, authenticate and admit a client, then hand its connection off."""
     service = service_of(websocket)
     if not origin_allowed(service.settings, websocket.headers.get("origin")):
         await refuse(websocket, 403, "origin not allowed")
@@ -43,14 +44,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except AuthError as exc:
         await close_quietly(websocket, POLICY_VIOLATION, str(exc))
         return
-    connection = WebSocketConnection(websocket, service, principal)
+    connection = WebSocketConnection(service, principal)
     if not service.connections.admit(connection):
         if service.connections.shutting_down:
             await close_quietly(websocket, SERVICE_RESTART, "server shutting down")
         else:
             await close_quietly(websocket, TRY_AGAIN_LATER, "too many connections")
         return
-    await connection.run()
+    hand_off(websocket.scope, connection)
 
 
 def origin_allowed(settings: Settings, origin: str | None) -> bool:
