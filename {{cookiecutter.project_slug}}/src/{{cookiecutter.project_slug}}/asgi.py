@@ -49,9 +49,12 @@ class RealtimeApp(FastAPI):
         if scope["type"] == "lifespan":
             await super().__call__(scope, receive, send)
             return
-        handoff = scope[_HANDOFF] = _Handoff()
+        handoff = _Handoff()
         try:
-            await super().__call__(scope, receive, send)
+            # A copy for the framework: it stores per-request state in the scope
+            # (dependency exit stacks, the route, the endpoint), which a stream
+            # outliving the request has no use for.
+            await super().__call__({**scope, _HANDOFF: handoff}, receive, send)
         except BaseException:
             if handoff.stream is not None:
                 handoff.stream.discard()
