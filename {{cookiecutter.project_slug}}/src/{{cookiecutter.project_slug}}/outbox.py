@@ -49,7 +49,10 @@ class Outbox(Generic[T]):
             return
         self._live += 1
         self._items.append(event)
-        self._wake()
+        # `_wake`, inlined: this runs once per event per subscriber.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def replay(self, events: Iterable[Event]) -> None:
         """Queue history being replayed, whatever the queue's length."""
@@ -72,14 +75,20 @@ class Outbox(Generic[T]):
         self.closed = True
         self._wake()
 
-    async def take(self) -> list[Event | T]:
-        """Wait for items, then take all of them; empty once closed and drained."""
-        while not self._items and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    def wait(self) -> asyncio.Future[None]:
+        """A future that completes once items are queued or the outbox is closed.
+
+        A plain method, not a coroutine: a writer waits once per event it sends,
+        and a coroutine object per wait, times every subscriber, was a tenth of
+        the CPU per delivery in the profile (mostly garbage collection).
+        """
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if self._items or self.closed:
+            waiter.set_result(None)
+        return waiter
+
+    def take(self) -> list[Event | T]:
+        """Every queued item, oldest first (an empty list when there are none)."""
         items = list(self._items)
         self._items.clear()
         self._live = 0

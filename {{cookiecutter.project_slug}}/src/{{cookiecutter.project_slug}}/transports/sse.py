@@ -99,7 +99,7 @@ class SSEConnection(Connection):
         # Streams ending on shutdown get this long to flush, well inside the grace.
         self._close_limit = min(self._stall_limit, shutdown_grace / 2)
         self._metrics = metrics
-        self._delivered = metrics.events_delivered.labels(NAME)
+        self._delivered = metrics.events_delivered[NAME]
         self._last_write = time.monotonic()
         self._send_started: float | None = None  # set while a `send` is pending
         self._writer: asyncio.Task[None] | None = None
@@ -174,14 +174,21 @@ class SSEConnection(Connection):
 
     async def _write(self, send: Send) -> None:
         await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
-        while batch := await self.outbox.take():
+        outbox = self.outbox
+        while outbox or not outbox.closed:
+            if not outbox:
+                await outbox.wait()
+                continue
+            batch = outbox.take()
             if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
                 break  # what is still queued is no longer the client's to see
-            frames = [item.sse_frame if isinstance(item, Event) else item for item in batch]
-            await self._send(send, b"".join(frames), more=True)
-            events = sum(isinstance(item, Event) for item in batch)
-            if events:
-                self._delivered.inc(events)
+            if len(batch) == 1:  # the usual case while the client keeps up
+                item = batch[0]
+                body = item.sse_frame if isinstance(item, Event) else item
+            else:
+                body = b"".join([i.sse_frame if isinstance(i, Event) else i for i in batch])
+            await self._send(send, body, more=True)
+            self._delivered.count += sum(isinstance(item, Event) for item in batch)
         await self._send(send, self.closing_frame(), more=False)
 
     async def _send(self, send: Send, body: bytes, *, more: bool) -> None:

@@ -184,12 +184,15 @@ class WebSocketConnection(Connection):
     # -- writing ---------------------------------------------------------------
 
     async def _write_loop(self, send: Send) -> None:
-        delivered = self._service.metrics.events_delivered.labels(self.transport)
+        delivered = self._service.metrics.events_delivered[self.transport]
         try:
-            # `take` returns nothing only once the outbox is closed and drained.
-            while batch := await self.outbox.take():
+            outbox = self.outbox
+            while outbox or not outbox.closed:
+                if not outbox:
+                    await outbox.wait()
+                    continue
                 sent_events = 0
-                for item in batch:
+                for item in outbox.take():
                     if self._closing is not None:
                         # Replies queued before the close (a last `rate_limited`, say)
                         # still go out; undelivered events and heartbeats don't.
@@ -205,8 +208,7 @@ class WebSocketConnection(Connection):
                         # Also between events while busy streaming, not only when idle.
                         self._ping_due = False
                         await self._send(send, PING)
-                if sent_events:
-                    delivered.inc(sent_events)
+                delivered.count += sent_events
             assert self._closing is not None
             if self._send_close:
                 code, reason = self._closing
