@@ -35,7 +35,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> Non
 
 
 class ServerProcess:
-    """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess."""
+    """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess (or a test's own app)."""
 
     def __init__(
         self,
@@ -45,15 +45,19 @@ class ServerProcess:
         workers: int = 1,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        factory: str | None = None,
+        health_path: str = "/healthz",
     ) -> None:
         self.port = port or free_port()
+        self.health_path = health_path
         self.log_path = log_path
         self._log = log_path.open("ab")
         args = [
             sys.executable,
             "-m",
             "uvicorn",
-            f"{PACKAGE}.main:app",
+            # `factory`: a function in `tests/` building an app of its own (uvicorn --factory).
+            *([factory, "--factory"] if factory else [f"{PACKAGE}.main:app"]),
             "--host",
             "127.0.0.1",
             "--port",
@@ -62,9 +66,11 @@ class ServerProcess:
             *extra_args,
         ]
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        src = str(PROJECT_ROOT / "src")
+        paths = [str(PROJECT_ROOT / "src")]
+        if factory:
+            paths.append(str(PROJECT_ROOT / "tests"))
         full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (src, os.environ.get("PYTHONPATH", "")) if p
+            p for p in (*paths, os.environ.get("PYTHONPATH", "")) if p
         )
         self.process = subprocess.Popen(
             args,
@@ -91,7 +97,7 @@ class ServerProcess:
         return self.process.pid
 
     def wait_ready(self, timeout: float = 20) -> ServerProcess:
-        """Wait until `/healthz` answers; fail early if the process died."""
+        """Wait until `health_path` answers; fail early if the process died."""
 
         def up() -> bool:
             if self.process.poll() is not None:
@@ -99,7 +105,7 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.output()}"
                 )
             try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+                return httpx.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 

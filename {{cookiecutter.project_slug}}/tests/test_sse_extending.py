@@ -1,0 +1,193 @@
+"""Event streams with what a team adds to the app: middleware, exception handlers, mounting.
+
+Every test runs a real uvicorn serving one of the apps in `extending_apps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from extending_apps import POISON
+
+from conftest import ServerFactory, TokenFactory
+from sse_client import Frame, SSEStream, open_stream
+
+Check = Callable[[httpx.AsyncClient, SSEStream], Awaitable[None]]
+
+
+async def publish(http: httpx.AsyncClient, token: str, channel: str, data: Any) -> str:
+    """Publish one event; its id."""
+    response = await http.post(
+        f"/channels/{channel}/events",
+        json={"data": data},
+        headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"},
+    )
+    assert response.status_code == 202, response.text
+    event_id: str = response.json()["id"]
+    return event_id
+
+
+async def heartbeat(stream: SSEStream) -> Frame:
+    """The next `: ping` frame."""
+    async with asyncio.timeout(5):
+        while True:
+            frame = await stream.next_frame()
+            assert frame is not None, "the stream ended before a heartbeat"
+            if "ping" in frame.comments:
+                return frame
+
+
+# -- what each middleware does to a plain route and to a stream's head ------------
+
+
+async def gzip_defaults(http: httpx.AsyncClient, stream: SSEStream) -> None:
+    metrics = await http.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert metrics.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in stream.headers  # event streams are excluded by default
+
+
+async def gzip_everything(http: httpx.AsyncClient, stream: SSEStream) -> None:
+    metrics = await http.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert metrics.headers["content-encoding"] == "gzip"
+    assert stream.headers["content-encoding"] == "gzip"  # decoded chunk by chunk
+
+
+async def http_middleware(http: httpx.AsyncClient, stream: SSEStream) -> None:
+    health = await http.get("/healthz")
+    assert float(health.headers["x-process-time"]) >= 0
+    assert float(stream.headers["x-process-time"]) >= 0
+
+
+async def timing_middleware(http: httpx.AsyncClient, stream: SSEStream) -> None:
+    health = await http.get("/healthz")
+    assert health.headers["server-timing"].startswith("app;dur=")
+    assert stream.headers["server-timing"].startswith("app;dur=")
+
+
+async def trusted_host(http: httpx.AsyncClient, stream: SSEStream) -> None:
+    health = await http.get("/healthz", headers={"Host": "evil.example"})
+    assert (health.status_code, health.text) == (400, "Invalid host header")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+
+
+MIDDLEWARE: dict[str, tuple[str, Check]] = {
+    "gzip-defaults": ("extending_apps:with_gzip", gzip_defaults),
+    "gzip-event-streams": ("extending_apps:with_gzip_for_event_streams", gzip_everything),
+    "http-middleware": ("extending_apps:with_http_middleware", http_middleware),
+    "pure-asgi-timing": ("extending_apps:with_timing_middleware", timing_middleware),
+    "trusted-host": ("extending_apps:with_trusted_host", trusted_host),
+}
+
+
+@pytest.mark.parametrize("name", list(MIDDLEWARE))
+async def test_streams_work_with_middleware(
+    name: str, start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """With the middleware added: delivery, heartbeats, resume and shutdown all still work."""
+    factory, check = MIDDLEWARE[name]
+    server = start_server(factory=factory)
+    token = make_token()
+    channel = f"room:{name}"
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        first = await open_stream(server.port, channel, token=token, gzip=True)
+        assert first.status == 200
+        await check(http, first)
+        await heartbeat(first)
+        id1 = await publish(http, token, channel, {"n": 1})
+        event = await first.next_event()
+        assert (event.id, event.json()) == (id1, {"n": 1})
+        await heartbeat(first)  # still beating after an event
+        await first.close()
+        id2 = await publish(http, token, channel, {"n": 2})
+        id3 = await publish(http, token, channel, {"n": 3})
+        resumed = await open_stream(server.port, channel, token=token, last_event_id=id1, gzip=True)
+        assert [(e.id, e.json()) for e in await resumed.events(2)] == [
+            (id2, {"n": 2}),
+            (id3, {"n": 3}),
+        ]
+    server.signal(signal.SIGTERM)
+    frames = await resumed.rest(timeout=5)
+    assert resumed.ended
+    assert any("server shutting down" in f.comments for f in frames)
+    assert await asyncio.to_thread(server.wait_exit, 5) in (0, -signal.SIGTERM)
+    await resumed.close()
+    assert "Traceback" not in server.output()
+
+
+async def test_trusted_host_refuses_a_stream_for_another_host(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """TrustedHostMiddleware answers 400 to a stream for an unknown host; others still stream."""
+    server = start_server(factory="extending_apps:with_trusted_host")
+    token = make_token()
+    refused = await open_stream(server.port, "room:1", token=token, host="evil.example")
+    await refused.close()
+    assert (refused.status, refused.body) == (400, b"Invalid host header")
+    stream = await open_stream(server.port, "room:1", token=token)
+    assert stream.status == 200
+    await heartbeat(stream)
+    await stream.close()
+
+
+async def test_a_failing_stream_is_logged_once_and_ends_alone(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """An exception inside one stream ends that stream only, with one log record naming it."""
+    server = start_server(factory="extending_apps:with_failing_middleware")
+    token = make_token()
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        failing = await open_stream(server.port, "room:doomed", token=token)
+        other = await open_stream(server.port, "room:fine", token=token)
+        await heartbeat(failing)
+        await heartbeat(other)
+        await publish(http, token, "room:doomed", POISON)
+        await failing.rest(timeout=5)
+        assert failing.ended or failing.cut_off
+        event_id = await publish(http, token, "room:fine", "still here")
+        assert (await other.next_event()).id == event_id
+        again = await open_stream(server.port, "room:doomed", token=token)
+        event_id = await publish(http, token, "room:doomed", "back")
+        assert (await again.next_event()).id == event_id
+        # The app's exception handlers still answer for plain routes.
+        handled = await http.get("/fail")
+        assert (handled.status_code, handled.json()) == (418, {"detail": "handled"})
+    for stream in (failing, other, again):
+        await stream.close()
+    log = server.output()
+    assert log.count("SSE stream failed (sub='alice', channel='room:doomed')") == 1, log
+    assert log.count("Traceback") == 1, log
+    assert "PoisonedError: this middleware can't send that" in log
+
+
+async def test_a_stream_under_a_path_prefix(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Mounted at /realtime in another app: the host's lifespan runs, streams work and end on shutdown."""
+    server = start_server(factory="extending_apps:mounted", health_path="/realtime/healthz")
+    token = make_token()
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        assert (await http.get("/")).json() == {"started": ["host"]}
+        assert (await http.get("/healthz")).status_code == 404
+        stream = await open_stream(server.port, "room:1", token=token, prefix="/realtime")
+        assert stream.status == 200
+        await heartbeat(stream)
+        response = await http.post(
+            "/realtime/channels/room:1/events",
+            json={"data": "hi"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 202
+        assert (await stream.next_event()).id == response.json()["id"]
+    server.signal(signal.SIGTERM)
+    frames = await stream.rest(timeout=5)
+    assert stream.ended
+    assert any("server shutting down" in f.comments for f in frames)
+    assert await asyncio.to_thread(server.wait_exit, 5) in (0, -signal.SIGTERM)
+    await stream.close()
+    assert "Traceback" not in server.output()
