@@ -16,6 +16,7 @@ import pytest
 from extending_apps import POISON
 
 from conftest import ServerFactory, TokenFactory
+from servers import wait_for
 from sse_client import Frame, SSEStream, open_stream
 
 Check = Callable[[httpx.AsyncClient, SSEStream], Awaitable[None]]
@@ -191,3 +192,18 @@ async def test_a_stream_under_a_path_prefix(
     assert await asyncio.to_thread(server.wait_exit, 5) in (0, -signal.SIGTERM)
     await stream.close()
     assert "Traceback" not in server.output()
+
+
+async def test_background_tasks_of_a_stream_route_run_when_the_stream_ends(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """`BackgroundTasks` on a route returning the event stream run once the stream has ended."""
+    server = start_server(factory="sse_extending_apps:with_background_task")
+    token = make_token()
+    stream = await open_stream(server.port, "room:1", token=token, prefix="/audited")
+    assert stream.status == 200
+    await heartbeat(stream)
+    assert "stream of room:1 ended" not in server.output()
+    await stream.close()
+    ended = lambda: "stream of room:1 ended" in server.output()  # noqa: E731
+    await asyncio.to_thread(wait_for, ended, 5, "the background task never ran")
