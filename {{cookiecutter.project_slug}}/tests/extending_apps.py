@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
@@ -21,6 +22,36 @@ from {{ cookiecutter.project_slug }}.mount import mount_realtime
 
 # What the failing middleware refuses to send: a test publishes it to break one stream.
 POISON = "poison-pill"
+
+# The apps that add one middleware each, by a short name.
+MIDDLEWARE_APPS = {
+    "gzip-defaults": "extending_apps:with_gzip",
+    "gzip-event-streams": "extending_apps:with_gzip_for_event_streams",
+    "http-middleware": "extending_apps:with_http_middleware",
+    "pure-asgi-timing": "extending_apps:with_timing_middleware",
+    "trusted-host": "extending_apps:with_trusted_host",
+}
+
+
+async def check_plain_routes(name: str, http: httpx.AsyncClient) -> None:
+    """Assert that app `name`'s middleware does to plain routes what FastAPI documents."""
+    if name.startswith("gzip"):
+        metrics = await http.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert metrics.headers["content-encoding"] == "gzip"
+        small = await http.get("/healthz", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in small.headers  # under minimum_size
+    elif name == "http-middleware":
+        health = await http.get("/healthz")
+        assert float(health.headers["x-process-time"]) >= 0
+    elif name == "pure-asgi-timing":
+        health = await http.get("/healthz")
+        assert health.headers["server-timing"].startswith("app;dur=")
+    elif name == "trusted-host":
+        refused = await http.get("/healthz", headers={"Host": "evil.example"})
+        assert (refused.status_code, refused.text) == (400, "Invalid host header")
+        assert (await http.get("/healthz")).status_code == 200
+    else:
+        raise AssertionError(f"no check for {name!r}")
 
 
 def with_gzip() -> FastAPI:
