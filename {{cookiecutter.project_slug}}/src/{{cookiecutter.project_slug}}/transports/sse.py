@@ -190,7 +190,9 @@ class SSEConnection(Connection):
     async def _finish(self, send: Send) -> None:
         """End the response after a failure, if `send` still works; else give it up."""
         try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Bounded: the client may have stopped reading too.
+            async with asyncio.timeout(self._close_limit):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception:
             self.abandoned = True  # the failure was already logged, with its cause
 
