@@ -112,3 +112,10 @@ def test_metrics_is_documented_as_text(client: TestClient, document: dict[str, A
     content = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(content) == ["text/plain"]
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+{% if cookiecutter.transport == "sse" %}
+
+
+def test_no_asyncapi_document_without_websocket(client: TestClient) -> None:
+    """There is no WebSocket protocol to describe: `/asyncapi.json` is 404."""
+    assert client.get("/asyncapi.json").status_code == 404
+{% endif %}
