@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import PROJECT_NAME, api, openapi, transports
+from . import PROJECT_NAME, api, demo, openapi, transports
 from .asgi import RealtimeApp
 from .auth import TokenVerifier
 from .broadcast import create_broadcaster
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     for router in transports.ROUTERS:
         app.include_router(router)
+    if settings.demo_page:
+        app.include_router(demo.router)
     return app
 
 
