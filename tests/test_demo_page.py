@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser.harness import Service, mint
-from rendering import TEMPLATE, combo_id
+from rendering import COMBINATIONS, TEMPLATE, combo_id
 from test_browser import WAIT_MS, built_client, chromium, playwright_api  # noqa: F401
 
 CHANNEL = "demo:browser"
@@ -187,3 +187,15 @@ def test_demo_page_offers_only_the_rendered_transports_and_says_when_a_token_is_
     page.wait("document.getElementById('log').textContent.includes('fatal')", "the fatal error")
     assert page.text("#state") == "closed"
     print(page.text("#log"))
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combo_id)
+def test_readme_quickstart_ends_at_the_demo_page(
+    combo: tuple[str, str], rendered: Callable[[str, str], Path]
+) -> None:
+    """The rendered README's Quickstart ends by sending the reader to the demo page."""
+    readme = (rendered(*combo) / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert quickstart.rstrip().endswith("open http://127.0.0.1:8000/demo")
+    makefile = (rendered(*combo) / "Makefile").read_text(encoding="utf-8")
+    assert "DEMO_PAGE=true" in makefile.split("\ndev:", 1)[1].split("\n\n", 1)[0]

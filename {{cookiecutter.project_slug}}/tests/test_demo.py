@@ -104,6 +104,9 @@ def test_demo_serves_its_own_files_and_the_built_client_only(
     assert script.headers["content-type"].startswith("text/javascript")
     assert client.get("/demo/static/demo.css").headers["content-type"].startswith("text/css")
     assert client.get("/demo/static/demo.html").status_code == 404
+    for name in ("sse", "websocket"):
+        expected = 200 if name in transports.NAMES else 404
+        assert client.get(f"/demo/static/demo-{name}.js").status_code == expected
     for name in transports.NAMES:
         module = client.get(f"/demo/client/{name}.js")
         assert module.status_code == 200

@@ -27,7 +27,12 @@ STATIC = Path(__file__).resolve().parent / "static"
 CLIENT_DIST = Path(__file__).resolve().parents[2] / "client" / "dist"
 # What the page may load from client/dist: the emitted modules and their source maps.
 CLIENT_FILE = re.compile(r"[a-z0-9-]+\.js(\.map)?")
-PAGE_FILES = {"demo.js": "text/javascript", "demo.css": "text/css"}
+# The page, and one module per transport this service has (`demo-<transport>.js`).
+PAGE_FILES = {
+    "demo.js": "text/javascript",
+    "demo.css": "text/css",
+    **{f"demo-{name}.js": "text/javascript" for name in transports.NAMES},
+}
 LOOPBACK = {"127.0.0.1", "::1"}
 DEMO_TOKEN_TTL = 3600
 CONFIG_MARK = "<!--demo-config-->"

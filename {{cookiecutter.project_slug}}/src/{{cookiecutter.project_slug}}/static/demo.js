@@ -4,10 +4,11 @@
 
 const config = JSON.parse(document.getElementById("demo-config").textContent);
 const $ = (id) => document.getElementById(id);
-const LABELS = { sse: "Server-Sent Events", websocket: "WebSocket" };
 const MAX_ROWS = 500;
 
 let client = null;
+// The transport module's handle on `client`: its subscription and how it publishes.
+let connection = null;
 let kind = null;
 let channel = null;
 let token = null;
@@ -40,7 +41,7 @@ function setState(next) {
   } else {
     log(`state: ${next}`);
   }
-  setSubscribed(next === "open" && (kind === "sse" || subscribedOnce));
+  setSubscribed(next === "open" && subscribedOnce);
   $("drop").disabled = next !== "open" && hold === null;
 }
 
@@ -90,34 +91,34 @@ async function connect() {
   $("event-count").textContent = "0";
   $("last-id").textContent = "–";
   $("reconnects").textContent = "0";
-  const options = { url: location.origin, getToken, heartbeatInterval: config.heartbeatInterval };
-  if (kind === "sse") {
-    const { RealtimeSSEClient } = await import("/demo/client/sse.js");
-    client = new RealtimeSSEClient({ ...options, channel });
-    client.on("*", (data, meta) => addEvent(meta.id, meta.event, data));
-    client.onResync(() => log("resync: the missed events are gone; live events follow", "error"));
-  } else {
-    const { RealtimeWebSocketClient } = await import("/demo/client/websocket.js");
-    client = new RealtimeWebSocketClient(options);
-    client.onResync(() => log("resync: the missed events are gone; live events follow", "error"));
-    const current = client;
-    client.subscribe(channel, (data, meta) => addEvent(meta.id, meta.event, data)).then(
-      ({ recovered }) => {
-        if (client !== current) return;
-        subscribedOnce = true;
-        setSubscribed(state === "open");
-        log(`subscribed to ${channel}` + (recovered ? "" : " (not recovered)"), "good");
-      },
-      (error) => log(`subscribe failed: ${error.message}`, "error"),
-    );
-  }
+  const transport = await import(`/demo/static/demo-${kind}.js`);
+  const current = transport.start({
+    url: location.origin,
+    channel,
+    token,
+    getToken,
+    heartbeatInterval: config.heartbeatInterval,
+    onEvent: addEvent,
+    onResync: () => log("resync: the missed events are gone; live events follow", "error"),
+  });
+  connection = current;
+  client = current.client;
+  current.subscribed.then(
+    ({ recovered }) => {
+      if (connection !== current) return;
+      subscribedOnce = true;
+      setSubscribed(state === "open");
+      log(`subscribed to ${channel}` + (recovered ? "" : " (not recovered)"), "good");
+    },
+    (error) => log(`subscribe failed: ${error.message}`, "error"),
+  );
   client.onState(setState);
   client.onError((error) => {
     if (error.fatal) log(`${error.message} (fatal: the client stopped)`, "error");
     // While a drop is held, the client's complaints are the drop itself.
     else log(error.message, hold ? "" : "error");
   });
-  log(`connecting over ${LABELS[kind]} to ${channel}`);
+  log(`connecting over ${transport.label} to ${channel}`);
   setState(client.state);
   $("disconnect").disabled = false;
   $("publish").disabled = false;
@@ -128,6 +129,7 @@ function disconnect() {
   if (client) {
     const old = client;
     client = null;
+    connection = null;
     old.close();
   }
   $("disconnect").disabled = true;
@@ -173,19 +175,8 @@ async function publish() {
   }
   const event = $("event-name").value.trim() || undefined;
   try {
-    let id;
-    if (kind === "websocket" && client) {
-      ({ id } = await client.publish(channel, data, event));
-    } else {
-      const response = await fetch(`/channels/${encodeURIComponent(channel)}/events`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-        body: JSON.stringify(event === undefined ? { data } : { event, data }),
-      });
-      const answer = await response.json();
-      if (response.status !== 202) throw new Error(`${response.status}: ${answer.detail}`);
-      id = answer.id;
-    }
+    if (!connection) throw new Error("not connected");
+    const id = await connection.publish(data, event);
     result.textContent = `published, id ${id}`;
     result.dataset.id = id;
     result.dataset.count = String(Number(result.dataset.count || 0) + 1);
@@ -212,13 +203,14 @@ async function mint() {
   log(`minted a development token for ${wanted}`);
 }
 
-function init() {
+async function init() {
   $("title").textContent = config.title;
   document.title = `${config.title}: live demo`;
   for (const name of config.transports) {
     const option = document.createElement("option");
     option.value = name;
-    option.textContent = LABELS[name] ?? name;
+    // Each transport's module names itself; it loads only once the client is built.
+    option.textContent = config.clientBuilt ? (await import(`/demo/static/demo-${name}.js`)).label : name;
     $("transport").append(option);
   }
   $("mint").hidden = !config.canMint;
@@ -238,4 +230,4 @@ function init() {
   document.body.dataset.ready = "true";
 }
 
-init();
+void init();
