@@ -8,11 +8,9 @@ request body, and its Authorize button can send a token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 BEARER = "bearerAuth"
@@ -64,22 +62,13 @@ def json_request_body(
 
 def install(app: FastAPI) -> None:
     """Make `app.openapi()` add the token schemes that routes name in their `security`."""
+    build_schema = app.openapi
 
-    def build() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                openapi_version=app.openapi_version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-                tags=app.openapi_tags,
-                servers=app.servers,
-            )
+    def with_security_schemes() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = build_schema()  # built once, then cached by FastAPI
+        if first:
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-            app.openapi_schema = schema
-        return app.openapi_schema
+        return schema
 
-    replace: Callable[[], dict[str, Any]] = build
-    app.openapi = replace  # type: ignore[method-assign]
+    app.openapi = with_security_schemes  # type: ignore[method-assign]
