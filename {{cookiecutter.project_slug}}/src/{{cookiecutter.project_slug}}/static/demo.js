@@ -110,7 +110,9 @@ async function connect() {
       setSubscribed(state === "open");
       log(`subscribed to ${channel}` + (recovered ? "" : " (not recovered)"), "good");
     },
-    (error) => log(`subscribe failed: ${error.message}`, "error"),
+    (error) => {
+      if (connection === current) log(`subscribe failed: ${error.message}`, "error");
+    },
   );
   client.onState(setState);
   client.onError((error) => {
