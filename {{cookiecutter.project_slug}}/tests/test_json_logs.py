@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from {{ cookiecutter.project_slug }}.jsonlogs import JsonFormatter
 from {{ cookiecutter.project_slug }}.settings import SettingsError, load_settings
 
 from conftest import TEST_SECRET, ServerFactory, TokenFactory
-from servers import PACKAGE, PROJECT_ROOT, free_port
+from servers import PACKAGE, PROJECT_ROOT, ServerProcess, free_port
 
 REQUIRED = ("ts", "level", "logger", "message")
 
@@ -95,6 +96,30 @@ def test_every_line_of_a_real_server_is_json_without_tokens(
     access = [entry for entry in entries if entry["logger"] == "uvicorn.access"]
     assert {(a["method"], a["status"]) for a in access} >= {("GET", 200), ("POST", 403)}
     assert any(a["path"] == "/channels/room:1/events?token=[redacted]" for a in access)
+
+
+def test_with_workers_the_log_config_makes_the_supervisor_json_too(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`--workers 2 --log-config logging.json`: the parent process's lines are JSON as well."""
+    server = ServerProcess(
+        {**service_env, "LOG_FORMAT": "json"},
+        tmp_path / "server.log",
+        workers=2,
+        extra_args=("--log-config", str(PROJECT_ROOT / "logging.json")),
+    )
+    try:
+        server.wait_ready()
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        server.signal(signal.SIGTERM)
+        server.wait_exit(timeout=20)
+        output = server.output()
+    finally:
+        server.stop()
+    messages = [entry["message"] for entry in json_lines(output)]
+    assert any("Started parent process" in m for m in messages)
+    assert sum("Application startup complete" in m for m in messages) == 2
+    assert any("GET /healthz" in m for m in messages)
 
 
 def test_a_failed_start_is_a_json_line_too() -> None:
