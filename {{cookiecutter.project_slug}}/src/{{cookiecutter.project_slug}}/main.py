@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import PROJECT_NAME, api, jsonlogs, transports
+from . import PROJECT_NAME, api, demo, jsonlogs, openapi, transports
 from .asgi import RealtimeApp
 from .auth import TokenVerifier
 from .authorization import Authorizer, Rule, authorize
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
 
     app = RealtimeApp(title=PROJECT_NAME, lifespan=lifespan)
     app.state.service = service
+    openapi.install(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
     app.include_router(api.router)
     for router in transports.ROUTERS:
         app.include_router(router)
+    if settings.demo_page:
+        app.include_router(demo.router)
     return app
 
 
