@@ -2,6 +2,7 @@
 
 Room membership comes from a lookup (a dict standing in for a database table),
 not from the token's glob claims; publishing also needs a `moderator` role claim.
+The channel `room:broken` stands for a lookup that fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ ROOM_MEMBERS: dict[str, set[str]] = {"room:1": {"alice", "carol"}, "room:2": {"b
 async def members_and_moderators(principal: Principal, channel: str, action: Action) -> bool:
     """Members may subscribe to their rooms; members with the `moderator` role may publish."""
     await asyncio.sleep(0)  # where a real rule awaits its database
+    if channel == "room:broken":
+        raise ConnectionError("membership database unreachable")
     if principal.sub not in ROOM_MEMBERS.get(channel, set()):
         return False
     roles = principal.claims.get("roles")

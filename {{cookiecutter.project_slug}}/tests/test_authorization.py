@@ -11,7 +11,7 @@ from {{ cookiecutter.project_slug }}.auth import Principal
 from {{ cookiecutter.project_slug }}.authorization import Action, Authorizer, claims_rule
 
 from conftest import ServerFactory, TokenFactory
-from servers import ServerProcess
+from servers import ServerProcess, wait_for
 
 EXAMPLE = "authz_example:create"
 alice = Principal(sub="alice", exp=0, subscribe=("room:*",), publish=())
@@ -68,3 +68,15 @@ def test_http_publish_asks_the_rule_not_the_claims(
     assert post(server, moderator, "room:2").status_code == 403
     # The refusals changed nothing for anyone else.
     assert post(server, make_token(sub="carol", roles=["moderator"]), "room:1").status_code == 202
+
+
+def test_a_failing_rule_is_a_logged_server_error_for_that_request_only(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """A rule that raises: 500 for that request, the error in the log, the service fine."""
+    server = start_server(factory=EXAMPLE)
+    moderator = make_token(sub="alice", roles=["moderator"])
+    assert post(server, moderator, "room:broken").status_code == 500
+    # The server logs the traceback once the 500 has been sent.
+    wait_for(lambda: "membership database unreachable" in server.output(), 5, "not logged")
+    assert post(server, moderator, "room:1").status_code == 202
