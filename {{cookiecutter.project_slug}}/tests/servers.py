@@ -34,6 +34,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> Non
         time.sleep(0.02)
 
 
+def worker_pids(supervisor_pid: int) -> set[int]:
+    """The worker processes of a `uvicorn --workers N` supervisor (Linux `/proc`)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text()
+    workers = set()
+    for pid in children.split():
+        with contextlib.suppress(OSError):
+            # multiprocessing's resource tracker is a child too; workers are spawned.
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(int(pid))
+    return workers
+
+
 class ServerProcess:
     """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess."""
 

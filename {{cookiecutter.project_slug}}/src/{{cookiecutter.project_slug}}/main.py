@@ -19,6 +19,7 @@ from .broadcast import create_broadcaster
 from .connections import ConnectionRegistry
 from .logs import configure_logging
 from .metrics import Metrics
+from .metrics_group import MetricsGroup
 from .service import Service
 from .settings import Settings, load_settings
 from .shutdown import ShutdownSignals
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.max_connections, settings.heartbeat_interval, metrics
         ),
         metrics=metrics,
+        metrics_group=MetricsGroup(metrics),
     )
 
     @asynccontextmanager
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.broadcaster.start()
         metrics.track_broadcaster(service.broadcaster.is_up)
         service.connections.start()
+        await service.metrics_group.start()
         # Everything built so far (modules, routes, models) lives as long as the
         # process. Frozen, it is left out of every full garbage collection, which
         # under fan-out load runs every few seconds and otherwise rescans it all
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 async with asyncio.timeout(settings.shutdown_grace):
                     await service.connections.wait_closed()
             await service.connections.stop()
+            await service.metrics_group.stop()
             await service.broadcaster.stop()
             signals.uninstall()
 

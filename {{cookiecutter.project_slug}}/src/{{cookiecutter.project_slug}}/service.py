@@ -11,19 +11,21 @@ from .auth import AuthError, Principal, TokenVerifier, bearer_token
 from .broadcast import Broadcaster
 from .connections import ConnectionRegistry
 from .metrics import Metrics
+from .metrics_group import MetricsGroup
 from .permissions import is_valid_channel
 from .settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """Settings, token verifier, broadcaster, connection registry and metrics."""
+    """Settings, token verifier, broadcaster, connection registry and metrics (its own, its group's)."""
 
     settings: Settings
     verifier: TokenVerifier
     broadcaster: Broadcaster
     connections: ConnectionRegistry
     metrics: Metrics
+    metrics_group: MetricsGroup
 
 
 def service_of(connection: HTTPConnection) -> Service:
