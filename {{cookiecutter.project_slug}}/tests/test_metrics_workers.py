@@ -70,7 +70,8 @@ def published_per_worker(server: ServerProcess) -> list[float]:
 @pytest.fixture
 def two_workers(start_server: ServerFactory) -> ServerProcess:
     """A real `uvicorn --workers 2` whose workers both joined the metrics group."""
-    server = start_server(workers=2)
+    # Slow heartbeats: the idle test clients here answer none.
+    server = start_server(workers=2, HEARTBEAT_INTERVAL="30")
     wait_for(lambda: len(worker_pids(server.pid)) == 2, 20, "two workers never started")
     wait_for(
         lambda: len(list(group_directory(server).glob("*.sock"))) == 2,
