@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -141,3 +143,8 @@ class ServerProcess:
             self.process.wait(10)
         finally:
             self._log.close()
+            # Where the workers of a `--workers` server shared their metrics.
+            shutil.rmtree(
+                Path(tempfile.gettempdir()) / f"{PACKAGE}-metrics-{self.process.pid}",
+                ignore_errors=True,
+            )

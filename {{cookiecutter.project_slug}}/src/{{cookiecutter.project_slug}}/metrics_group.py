@@ -7,7 +7,10 @@ worker gets it, asks every sibling for its samples and adds them up:
 counters and gauges are summed, except `realtime_broadcaster_up`, the minimum
 (1 only while every worker's broadcaster is up). A worker that stops leaves its
 counters behind in a file, so the group's counters never go down when a worker
-is replaced. `realtime_metrics_workers` says how many workers a scrape covered.
+is replaced (a worker killed outright, say by the OOM killer, takes its counts
+with it: Prometheus sees a counter reset). `realtime_metrics_workers` says how
+many workers a scrape covered. The directory stays in the temporary directory
+after the server exits; it is a few small files.
 """
 
 from __future__ import annotations
