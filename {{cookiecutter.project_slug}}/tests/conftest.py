@@ -108,7 +108,11 @@ async def broadcaster(settings: Settings) -> AsyncIterator[Broadcaster]:
 
 @pytest.fixture
 def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start real uvicorn servers: `start_server(workers=1, factory=None, **ENV_OVERRIDES)`; all killed after."""
+    """Start real uvicorn servers: `start_server(workers=1, **ENV_OVERRIDES)`; all killed after.
+
+    `factory="module:function"` serves the app that function builds (from `tests/`);
+    `health_path` is the URL readiness is polled on (under a mounted app's prefix).
+    """
     started: list[ServerProcess] = []
 
     def start(
@@ -126,7 +130,7 @@ def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[Server
             log,
             workers=workers,
             port=port,
-            factory=factory,
+            **({"app": factory, "extra_args": ("--factory",)} if factory else {}),
             health_path=health_path,
         )
         started.append(server)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +36,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> Non
         time.sleep(0.02)
 
 
+def worker_pids(supervisor_pid: int) -> set[int]:
+    """The worker processes of a `uvicorn --workers N` supervisor (Linux `/proc`)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text()
+    workers = set()
+    for pid in children.split():
+        with contextlib.suppress(OSError):
+            # multiprocessing's resource tracker is a child too; workers are spawned.
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(int(pid))
+    return workers
+
+
 class ServerProcess:
     """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess (or a test's own app)."""
 
@@ -44,8 +58,8 @@ class ServerProcess:
         *,
         workers: int = 1,
         port: int | None = None,
+        app: str = f"{PACKAGE}.main:app",
         extra_args: Sequence[str] = (),
-        factory: str | None = None,
         health_path: str = "/healthz",
     ) -> None:
         self.port = port or free_port()
@@ -56,8 +70,7 @@ class ServerProcess:
             sys.executable,
             "-m",
             "uvicorn",
-            # `factory`: a function in `tests/` building an app of its own (uvicorn --factory).
-            *([factory, "--factory"] if factory else [f"{PACKAGE}.main:app"]),
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -66,9 +79,8 @@ class ServerProcess:
             *extra_args,
         ]
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        paths = [str(PROJECT_ROOT / "src")]
-        if factory:
-            paths.append(str(PROJECT_ROOT / "tests"))
+        # `tests/` too, for app factories defined there.
+        paths = (str(PROJECT_ROOT / "src"), str(PROJECT_ROOT / "tests"))
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (*paths, os.environ.get("PYTHONPATH", "")) if p
         )
@@ -135,3 +147,8 @@ class ServerProcess:
             self.process.wait(10)
         finally:
             self._log.close()
+            # Where the workers of a `--workers` server shared their metrics.
+            shutil.rmtree(
+                Path(tempfile.gettempdir()) / f"{PACKAGE}-metrics-{self.process.pid}",
+                ignore_errors=True,
+            )
