@@ -142,6 +142,7 @@ async def open_stream(
     last_event_id: str | None = None,
     query: dict[str, str] | None = None,
     timeout: float = 5,
+    encoding: str = "utf-8",
 ) -> SSEStream:
     """`GET /channels/<channel>/events` on 127.0.0.1:`port`; returns once the head is read."""
     params = dict(query or {})
@@ -160,6 +161,6 @@ async def open_stream(
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stream = SSEStream(reader, writer)
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode(encoding))
         await stream._read_head()
     return stream

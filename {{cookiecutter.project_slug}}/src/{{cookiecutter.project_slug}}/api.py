@@ -78,12 +78,13 @@ async def publish(channel: str, request: Request, service: ServiceDep) -> Publis
     raw = await _read_body(request, service.settings.max_message_bytes)
     try:
         body = PublishBody.model_validate(decode_json(raw))
+        data = encode_json(body.data)
     except (ValueError, ValidationError) as exc:
         raise HTTPException(422, _describe(exc)) from None
     if not is_valid_event_name(body.event):
         raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
     try:
-        event = await service.broadcaster.publish(channel, body.event, encode_json(body.data))
+        event = await service.broadcaster.publish(channel, body.event, data)
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
     service.metrics.events_published.inc()

@@ -21,6 +21,9 @@ from .base import Broadcaster
 
 logger = logging.getLogger(__name__)
 
+# A sequence number has at most 20 digits; longer ids are refused before `int()`.
+MAX_DIGITS = 20
+
 
 class _ChannelHistory:
     __slots__ = ("entries", "floor", "last_publish")
@@ -101,7 +104,8 @@ class MemoryBroadcaster(Broadcaster):
 
     def _parse(self, event_id: str) -> int | None:
         epoch, _, seq = event_id.partition("-")
-        if epoch != self._epoch or not seq.isdigit():
+        # ASCII digits only (`int` also reads `²` and `٣`), and few enough of them.
+        if epoch != self._epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > MAX_DIGITS:
             return None
         return int(seq)
 

@@ -11,6 +11,7 @@ from ..events import Event
 
 KEY_PREFIX = "realtime:"
 MAX_ID_PART = 2**64 - 1
+MAX_ID_DIGITS = len(str(MAX_ID_PART))
 
 # One atomic step: store the event in history (trimmed to about `history_size`,
 # expiring `history_ttl` seconds after the last publish), then announce it. A
@@ -37,6 +38,8 @@ def parse_id(event_id: str) -> StreamId | None:
     ms, sep, seq = event_id.partition("-")
     if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
         return None
+    if len(ms) > MAX_ID_DIGITS or len(seq) > MAX_ID_DIGITS:
+        return None  # before `int()`, which refuses (raises on) over 4,300 digits
     pair = (int(ms), int(seq))
     if pair[0] > MAX_ID_PART or pair[1] > MAX_ID_PART:
         return None

@@ -216,6 +216,14 @@ class WebSocketConnection(Connection):
         except (OSError, RuntimeError):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
+        except Exception:
+            # A bug: said once in the log, and to the client as 1011, never a silent drop.
+            logger.exception("websocket writer failed (sub=%r)", self.principal.sub)
+            self._begin_close(INTERNAL_ERROR, "internal error", send_frame=False)
+            with contextlib.suppress(Exception):
+                await send(
+                    {"type": "websocket.close", "code": INTERNAL_ERROR, "reason": "internal error"}
+                )
 
     async def _send(self, send: Send, text: str) -> None:
         self._write_started = time.monotonic()
@@ -337,9 +345,11 @@ class WebSocketConnection(Connection):
         if not self.principal.can_publish(channel):
             raise FrameError("forbidden", f"token may not publish to {channel!r}", ref)
         try:
-            event = await self._service.broadcaster.publish(
-                channel, frame.event, encode_json(frame.data)
-            )
+            data = encode_json(frame.data)
+        except ValueError as exc:
+            raise FrameError("bad_request", f"field 'data': {exc}", ref) from None
+        try:
+            event = await self._service.broadcaster.publish(channel, frame.event, data)
         except BroadcasterUnavailable as exc:
             raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
         self._service.metrics.events_published.inc()
