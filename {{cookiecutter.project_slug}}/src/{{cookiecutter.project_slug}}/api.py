@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
-from .events import DEFAULT_EVENT_NAME, decode_json, encode_json
+from .events import DEFAULT_EVENT_NAME, decode_json, encode_json, is_valid_idempotency_key
 from .metrics import CONTENT_TYPE_LATEST
 from .permissions import is_valid_event_name
 from .service import Service, authenticate, check_channel, get_service
@@ -68,10 +68,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.post("/channels/{channel}/events", status_code=202)
-async def publish(channel: str, request: Request, service: ServiceDep) -> Published:
-    """Publish an event to `channel` (needs the `publish` permission)."""
+@router.post(
+    "/channels/{channel}/events",
+    status_code=202,
+    responses={
+        400: {"description": "Bad channel name, event name or Idempotency-Key"},
+        503: {
+            "description": "The event may or may not have been stored: retry with the "
+            "same Idempotency-Key to publish it exactly once"
+        },
+    },
+)
+async def publish(
+    channel: str,
+    request: Request,
+    service: ServiceDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Published:
+    """Publish an event to `channel` (needs the `publish` permission).
+
+    With an `Idempotency-Key` already used on this channel within `HISTORY_TTL`,
+    nothing is published and the answer carries the first publish's id.
+    """
     check_channel(channel)
+    if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
+        raise HTTPException(400, "invalid Idempotency-Key: use 1-128 printable ASCII characters")
     principal = authenticate(service, request)
     if not principal.can_publish(channel):
         raise HTTPException(403, f"token may not publish to {channel!r}")
@@ -84,10 +105,11 @@ async def publish(channel: str, request: Request, service: ServiceDep) -> Publis
     if not is_valid_event_name(body.event):
         raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
     try:
-        event = await service.broadcaster.publish(channel, body.event, data)
+        event = await service.broadcaster.publish(channel, body.event, data, idempotency_key)
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
-    service.metrics.events_published.inc()
+    if not event.duplicate:
+        service.metrics.events_published.inc()
     return Published(id=event.id, channel=channel)
 
 

@@ -8,6 +8,13 @@ import re
 from typing import Any
 
 DEFAULT_EVENT_NAME = "message"
+# `Idempotency-Key` / `idempotency_key`: 1-128 printable ASCII characters.
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,128}")
+
+
+def is_valid_idempotency_key(key: str) -> bool:
+    """Whether `key` is 1-128 printable ASCII characters."""
+    return IDEMPOTENCY_KEY_RE.fullmatch(key) is not None
 
 
 # A `\uD800`-`\uDFFF` escape: the only way a lone surrogate gets into decoded JSON.
@@ -87,13 +94,18 @@ class Event:
     WebSocket text are encoded once per process, on first use, not once per client.
     """
 
-    __slots__ = ("_sse", "_ws", "channel", "data", "id", "name")
+    __slots__ = ("_sse", "_ws", "channel", "data", "duplicate", "id", "name")
 
-    def __init__(self, channel: str, id: str, name: str, data: bytes) -> None:
+    def __init__(
+        self, channel: str, id: str, name: str, data: bytes, *, duplicate: bool = False
+    ) -> None:
         self.channel = channel
         self.id = id
         self.name = name
         self.data = data  # the published `data` as compact JSON
+        # True for the answer to a repeated idempotency key: the first publish's
+        # id, nothing stored or delivered again.
+        self.duplicate = duplicate
         self._sse: bytes | None = None
         self._ws: str | None = None
 

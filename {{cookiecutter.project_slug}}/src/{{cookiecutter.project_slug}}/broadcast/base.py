@@ -77,11 +77,17 @@ class Broadcaster(ABC):
     # -- the interface transports use -----------------------------------------
 
     @abstractmethod
-    async def publish(self, channel: str, name: str, data: bytes) -> Event:
+    async def publish(
+        self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
+    ) -> Event:
         """Store the event in history and hand it on for fan-out.
 
         `data` is compact JSON. Raises `BroadcasterUnavailable` unless the event was
-        stored and sent on.
+        stored and sent on. With an `idempotency_key` already used on `channel`
+        within the history TTL, nothing is published and the answer is an event
+        carrying the first publish's id, marked `duplicate`: checking the key
+        and storing the event are one atomic step, so a publish that failed or
+        timed out may be retried with the same key without a duplicate.
         """
 
     async def subscribe(

@@ -26,13 +26,26 @@ MAX_DIGITS = 20
 
 
 class _ChannelHistory:
-    __slots__ = ("entries", "floor", "last_publish")
+    __slots__ = ("entries", "floor", "keys", "last_publish")
 
     def __init__(self, size: int, floor: int) -> None:
         self.entries: deque[tuple[int, Event]] = deque(maxlen=size)
         # Resuming after any sequence number >= floor loses nothing.
         self.floor = floor
         self.last_publish = 0.0
+        # Idempotency key -> (the id it was answered with, when), oldest first.
+        self.keys: dict[str, tuple[str, float]] = {}
+
+    def seen(self, key: str, now: float, ttl: float) -> str | None:
+        """The id a live `key` was first answered with; expired keys are forgotten."""
+        keys = self.keys
+        while keys:
+            oldest = next(iter(keys))
+            if now - keys[oldest][1] < ttl:
+                break
+            del keys[oldest]
+        first = keys.get(key)
+        return None if first is None else first[0]
 
     def append(self, seq: int, event: Event) -> None:
         if len(self.entries) == self.entries.maxlen:
@@ -77,13 +90,23 @@ class MemoryBroadcaster(Broadcaster):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def publish(self, channel: str, name: str, data: bytes) -> Event:
+    async def publish(
+        self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
+    ) -> Event:
+        # No await in here: the key check and the store are one step.
         history = self._histories.get(channel)
         if history is None:
             history = self._histories[channel] = _ChannelHistory(self._history_size, self._seq)
+        if idempotency_key is not None:
+            now = time.monotonic()
+            first = history.seen(idempotency_key, now, self._history_ttl)
+            if first is not None:
+                return Event(channel, first, name, data, duplicate=True)
         self._seq += 1
         event = Event(channel, f"{self._epoch}-{self._seq}", name, data)
         history.append(self._seq, event)
+        if idempotency_key is not None:
+            history.keys[idempotency_key] = (event.id, history.last_publish)
         self._dispatch(event)
         return event
 

@@ -17,12 +17,19 @@ MAX_ID_DIGITS = len(str(MAX_ID_PART))
 # expiring `history_ttl` seconds after the last publish), then announce it. A
 # publish is never announced without being stored, nor stored without being
 # announced. The payload is `<id>\n<name>\n<data>`: ids and names can't contain a
-# newline and compact JSON never does.
+# newline and compact JSON never does. With an idempotency key (KEYS[2]) seen
+# before, nothing happens and the first id is the answer; else the key keeps
+# the new id for `history_ttl`. Returns {id, 1 if a duplicate else 0}.
 PUBLISH_SCRIPT = """
+if KEYS[2] then
+  local first = redis.call('GET', KEYS[2])
+  if first then return {first, 1} end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end
 redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
-return id
+return {id, 0}
 """
 
 StreamId = tuple[int, int]
@@ -31,6 +38,11 @@ StreamId = tuple[int, int]
 def key_for(channel: str, prefix: str = KEY_PREFIX) -> str:
     """The stream key, which is also the pub/sub channel, of `channel`."""
     return prefix + channel
+
+
+def idempotency_key_for(channel: str, key: str, prefix: str = KEY_PREFIX) -> str:
+    """Where a publish's idempotency key lives (a channel name never holds `/`)."""
+    return f"{prefix}{channel}/idempotency/{key}"
 
 
 def parse_id(event_id: str) -> StreamId | None:

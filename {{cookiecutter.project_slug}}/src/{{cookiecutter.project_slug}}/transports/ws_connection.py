@@ -349,10 +349,13 @@ class WebSocketConnection(Connection):
         except ValueError as exc:
             raise FrameError("bad_request", f"field 'data': {exc}", ref) from None
         try:
-            event = await self._service.broadcaster.publish(channel, frame.event, data)
+            event = await self._service.broadcaster.publish(
+                channel, frame.event, data, frame.idempotency_key
+            )
         except BroadcasterUnavailable as exc:
             raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
-        self._service.metrics.events_published.inc()
+        if not event.duplicate:
+            self._service.metrics.events_published.inc()
         self._reply(encode_frame("published", ref, channel=channel, id=event.id))
 
     def _refresh(self, frame: Refresh) -> None:
