@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -81,3 +83,34 @@ async def test_a_hostile_last_event_id_gets_resync_then_live(
             await stream.close()
         assert (await http.get("/healthz")).status_code == 200
     assert "Traceback" not in server.output()
+
+
+async def test_max_connections_per_subject_answers_429_and_spares_other_subjects(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Past MAX_CONNECTIONS_PER_SUBJECT one `sub` gets 429; another `sub` still streams."""
+    server = start_server(MAX_CONNECTIONS_PER_SUBJECT="2")
+    alice = make_token(sub="alice")
+    streams = [await open_stream(server.port, CHANNEL, token=alice) for _ in range(2)]
+    assert [s.status for s in streams] == [200, 200]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        refused = await http.get(
+            f"/channels/{CHANNEL}/events", headers={"Authorization": f"Bearer {alice}"}
+        )
+        assert refused.status_code == 429
+        assert refused.json() == {"detail": "too many connections for this subject"}
+        bob = await open_stream(server.port, CHANNEL, token=make_token(sub="bob"))
+        assert bob.status == 200
+        await bob.close()
+        await streams.pop().close()
+
+        async def admitted_again() -> bool:
+            stream = await open_stream(server.port, CHANNEL, token=alice)
+            await stream.close()
+            return stream.status == 200
+
+        async with asyncio.timeout(5):
+            while not await admitted_again():
+                await asyncio.sleep(0.05)
+    for stream in streams:
+        await stream.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from starlette.types import Message
+from websockets.exceptions import ConnectionClosed
 
 from {{ cookiecutter.project_slug }}.auth import Principal
 from {{ cookiecutter.project_slug }}.main import create_app
@@ -18,10 +19,11 @@ from {{ cookiecutter.project_slug }}.service import Service
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.transports.ws_connection import WebSocketConnection
 
-from conftest import TokenFactory
+from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess
 from ws_client import (
     Frame,
+    expect_close,
     open_ws,
     publish_http,
     recv_frame,
@@ -178,3 +180,30 @@ async def test_publishes_to_other_channels_keep_flowing_during_the_abuse(
         assert [f["id"] for f in _frames_of(frames, "message")] == ids
         answers = [await recv_frame(abuser) for _ in range(3)]
         assert [(f["type"], f["code"]) for f in answers] == [("error", "bad_request")] * 3
+
+
+async def test_max_connections_per_subject_closes_1013_and_spares_other_subjects(
+    start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Past MAX_CONNECTIONS_PER_SUBJECT one `sub` is closed 1013; another `sub` connects."""
+    limited = start_server(MAX_CONNECTIONS_PER_SUBJECT="2")
+    alice = make_token(sub="alice")
+    first, second = await open_ws(limited, alice), await open_ws(limited, alice)
+    await _still_answers(first)
+    await _still_answers(second)
+    third = await open_ws(limited, alice)
+    assert await expect_close(third) == (1013, "too many connections for this subject")
+    async with await open_ws(limited, make_token(sub="bob")) as bob:
+        await _still_answers(bob)
+    await first.close()
+    async with asyncio.timeout(5):
+        while True:  # the slot is free again once the server saw the close
+            again = await open_ws(limited, alice)
+            try:
+                await _still_answers(again)
+                break
+            except ConnectionClosed:
+                continue
+            finally:
+                await again.close()
+    await second.close()

@@ -36,7 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verifier=TokenVerifier(settings),
         broadcaster=create_broadcaster(settings),
         connections=ConnectionRegistry(
-            settings.max_connections, settings.heartbeat_interval, metrics
+            settings.max_connections,
+            settings.heartbeat_interval,
+            metrics,
+            max_per_subject=settings.max_connections_per_subject,
         ),
         metrics=metrics,
     )

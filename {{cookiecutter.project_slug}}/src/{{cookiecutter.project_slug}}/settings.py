@@ -6,7 +6,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 JwtAlgorithm = Literal[
@@ -44,6 +51,12 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     shutdown_grace: PositiveFloat = 5.0
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    # Bounds that keep one client (or one token) from taking what everyone shares.
+{% if cookiecutter.broadcaster == "memory" %}
+    history_max_bytes: PositiveInt = 268435456
+{% endif %}
+    max_connections_per_subject: NonNegativeInt = 0  # 0: no limit
+    jwt_max_ttl: PositiveInt | None = None  # seconds; unset: any lifetime
 
     @model_validator(mode="before")
     @classmethod
