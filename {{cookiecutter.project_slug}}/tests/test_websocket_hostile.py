@@ -207,3 +207,35 @@ async def test_max_connections_per_subject_closes_1013_and_spares_other_subjects
             finally:
                 await again.close()
     await second.close()
+
+
+async def test_a_narrower_refresh_unsubscribes_what_it_no_longer_covers(
+    server: ServerProcess, make_token: TokenFactory
+) -> None:
+    """`unsubscribed` with a reason for each lost channel, then `refreshed`; the rest stays."""
+    kept, revoked = f"room:{uuid.uuid4().hex[:8]}", f"lobby:{uuid.uuid4().hex[:8]}"
+    async with (
+        await open_ws(server, make_token(sub="carol")) as ws,
+        await open_ws(server, make_token(sub="dave")) as bystander,
+    ):
+        await subscribe(ws, kept)
+        await subscribe(ws, revoked)
+        await subscribe(bystander, revoked)
+        narrower = make_token(sub="carol", subscribe=["room:*"])
+        await ws.send(json.dumps({"type": "refresh", "token": narrower, "ref": "narrow"}))
+        frames = await recv_until(ws, lambda f: f["type"] == "refreshed")
+        assert frames == [
+            {
+                "type": "unsubscribed",
+                "channel": revoked,
+                "reason": "the refreshed token does not allow subscribing to this channel",
+            },
+            {"type": "refreshed", "ref": "narrow"},
+        ]
+        token = make_token()
+        gone = await publish_http(server, token, revoked, "not for carol")
+        live = await publish_http(server, token, kept, "for carol")
+        assert (await recv_frame(ws))["id"] == live
+        assert (await recv_frame(bystander))["id"] == gone  # dave's subscription is untouched
+        again = await request(ws, {"type": "subscribe", "channel": revoked})
+        assert (again["type"], again["code"]) == ("error", "forbidden")

@@ -53,7 +53,7 @@ export interface RealtimeWebSocketClientOptions {
 type ServerFrame =
   | { type: "message"; channel: string; id: string; event: string; data: unknown }
   | { type: "subscribed"; channel: string; recovered: boolean; ref?: string }
-  | { type: "unsubscribed"; channel: string; ref?: string }
+  | { type: "unsubscribed"; channel: string; reason?: string; ref?: string }
   | { type: "published"; channel: string; id: string; ref?: string }
   | { type: "refreshed"; ref?: string }
   | { type: "ping" }
@@ -300,7 +300,33 @@ export class RealtimeWebSocketClient {
         return;
       default:
         if ("ref" in frame && frame.ref !== undefined) this.settle(frame.ref, frame);
+        else if (frame.type === "subscribed" && !frame.recovered) this.resync(frame.channel);
+        else if (frame.type === "unsubscribed") this.revoked(frame.channel, frame.reason);
     }
+  }
+
+  /** The server lost continuity on a live subscription: events may be missing. */
+  private resync(channel: string): void {
+    if (!this.subscriptions.has(channel)) return;
+    for (const handler of [...this.resyncHandlers]) {
+      try {
+        handler(channel);
+      } catch (e) {
+        reportHandlerError(e);
+      }
+    }
+  }
+
+  /** The server ended a subscription by itself (a refreshed token no longer allows it). */
+  private revoked(channel: string, reason: string | undefined): void {
+    const subscription = this.subscriptions.get(channel);
+    if (!subscription) return;
+    this.subscriptions.delete(channel);
+    const error = new RealtimeError(`unsubscribed from ${channel}${reason ? `: ${reason}` : ""}`, {
+      reason: "forbidden",
+    });
+    settleWaiters(subscription, error);
+    this.lifecycle.emitError(error);
   }
 
   private deliver(frame: Extract<ServerFrame, { type: "message" }>): void {

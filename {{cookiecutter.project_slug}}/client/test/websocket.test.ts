@@ -236,6 +236,37 @@ describe("RealtimeWebSocketClient", () => {
     assert.deepEqual(await published, { id: "id-1" });
   });
 
+  it("calls onResync when the server reports lost continuity on a live subscription", async () => {
+    const { client, sockets, last } = setup();
+    const resyncs: string[] = [];
+    client.onResync((channel) => resyncs.push(channel));
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const subscribed = client.subscribe("a", () => {});
+    last().confirmSubscribes();
+    await subscribed;
+    last().frame({ type: "subscribed", channel: "a", recovered: false });
+    last().frame({ type: "subscribed", channel: "not-mine", recovered: false });
+    assert.deepEqual(resyncs, ["a"]);
+  });
+
+  it("forgets a subscription the server revoked, reporting why", async () => {
+    const { client, sockets, errors, last } = setup();
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const received: unknown[] = [];
+    const subscribed = client.subscribe("a", (data) => received.push(data));
+    last().confirmSubscribes();
+    await subscribed;
+    last().frame({ type: "unsubscribed", channel: "a", reason: "not allowed any more" });
+    last().frame({ type: "message", channel: "a", id: "1", event: "message", data: 1 });
+    assert.deepEqual(received, []);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /unsubscribed from a: not allowed any more/);
+    assert.equal(errors[0]!.fatal, false);
+    assert.equal(client.state, "open");
+  });
+
   it("rejects a publish the server refused, keeping the connection", async () => {
     const { client, sockets, last } = setup();
     await waitFor(() => sockets.length === 1, "the socket");

@@ -27,6 +27,9 @@ class Subscriber(Protocol):
     def replay(self, events: Sequence[Event]) -> None:
         """Take retained events being replayed, in order."""
 
+    def lost(self, channel: str) -> None:
+        """Hear that events of `channel` may have been missed (the client should resync)."""
+
 
 class _ReplayGate:
     """Stands in for a subscriber while its history is read, holding live events.
@@ -36,16 +39,20 @@ class _ReplayGate:
     didn't already contain follow it.
     """
 
-    __slots__ = ("held",)
+    __slots__ = ("held", "lost_continuity")
 
     def __init__(self) -> None:
         self.held: list[Event] = []
+        self.lost_continuity = False
 
     def deliver(self, event: Event) -> None:
         self.held.append(event)
 
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         self.held.extend(events)
+
+    def lost(self, channel: str) -> None:
+        self.lost_continuity = True  # passed on once the subscriber takes over
 
 
 class Broadcaster(ABC):
@@ -131,6 +138,8 @@ class Broadcaster(ABC):
             subscriber.replay(held)
         # No await since the replay: the swap can't miss an event.
         self._swap(channel, gate, subscriber)
+        if gate.lost_continuity:
+            subscriber.lost(channel)
         return recovered
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
@@ -162,6 +171,11 @@ class Broadcaster(ABC):
             # A subscriber may unsubscribe itself (overflow) while we iterate.
             for subscriber in tuple(subscribers):
                 subscriber.deliver(event)
+
+    def _lost(self, channel: str) -> None:
+        """Tell every local subscriber of `channel` that its events may have a gap."""
+        for subscriber in tuple(self._subscribers.get(channel, ())):
+            subscriber.lost(channel)
 
     def _add(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(channel)

@@ -53,6 +53,9 @@ class _Holder:
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         """Never called."""
 
+    def lost(self, channel: str) -> None:
+        """Nothing to do: the subscriber's own replay decides its continuity."""
+
 
 class RedisBroadcaster(Broadcaster):
     """Broadcasts through Redis; history is Redis Streams, live fan-out is pub/sub.
@@ -82,6 +85,7 @@ class RedisBroadcaster(Broadcaster):
             fetch_from=self._fetch_from,
             latest=self._latest,
             dispatch=self._dispatch,
+            lost=self._lost,
             to_channel=self._to_channel,
             canary_prefix=f"{prefix.rstrip(':')}.canary:",
         )

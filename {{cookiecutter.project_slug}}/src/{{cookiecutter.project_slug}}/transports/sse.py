@@ -92,7 +92,7 @@ class SSEConnection(Connection):
     ) -> None:
         super().__init__(principal)
         self.channel = channel
-        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed)
+        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed, self._lost)
         self.reason: CloseReason | None = None
         self._interval = heartbeat_interval
         self._stall_limit = 2 * heartbeat_interval
@@ -216,6 +216,10 @@ class SSEConnection(Connection):
 
     def _overflowed(self) -> None:
         self.close(CloseReason.SLOW_CONSUMER)
+
+    def _lost(self, channel: str) -> None:
+        # Events may be missing before what follows: the client refetches its state.
+        self.outbox.push(RESYNC)
 
     def _abandon(self) -> None:
         """Stop the writer even though it is stuck in `send`.

@@ -56,6 +56,8 @@ CLOSE_CODES: dict[CloseReason, int] = {
     CloseReason.OVERLOADED: TRY_AGAIN_LATER,
 }
 
+REVOKED_BY_REFRESH = "the refreshed token does not allow subscribing to this channel"
+
 # A generous cap so one connection can't make the broadcaster track unbounded channels.
 MAX_SUBSCRIPTIONS = 1000
 
@@ -82,7 +84,9 @@ class WebSocketConnection(Connection):
         # Ping a little early so that, whatever the ticker's phase, pings are never
         # further apart than the interval.
         self._ping_every = self._interval - min(self._interval / 4, 1.0)
-        self.outbox: Outbox[str] = Outbox(settings.outbound_queue_size, self._on_overflow)
+        self.outbox: Outbox[str] = Outbox(
+            settings.outbound_queue_size, self._on_overflow, self._on_lost
+        )
         self.channels: set[str] = set()
         now = time.monotonic()
         self._guard = FloodGuard(settings.ws_rate_limit, now)
@@ -175,6 +179,11 @@ class WebSocketConnection(Connection):
 
     def _on_overflow(self) -> None:
         self._drop_slow(f"its queue of {self._queue_size} events overflowed")
+
+    def _on_lost(self, channel: str) -> None:
+        # The subscription goes on, but events may be missing before what follows:
+        # the same answer as a resume that couldn't be recovered.
+        self._reply(encode_frame("subscribed", None, channel=channel, recovered=False))
 
     def _drop_slow(self, why: str) -> None:
         if self._closing is None:
@@ -367,9 +376,16 @@ class WebSocketConnection(Connection):
             raise FrameError(
                 "forbidden", "refresh refused: the token is for another sub", frame.ref
             )
-        # Existing subscriptions stay; the new claims govern what follows.
+        # The new claims govern what follows, and what is already subscribed:
+        # a narrower token is how a client's access is taken back.
         self.principal = principal
         self.schedule_expiry()
+        for channel in sorted(c for c in self.channels if not principal.can_subscribe(c)):
+            self.channels.discard(channel)
+            self._service.broadcaster.unsubscribe(channel, self.outbox)
+            self._reply(
+                encode_frame("unsubscribed", None, channel=channel, reason=REVOKED_BY_REFRESH)
+            )
         self._reply(encode_frame("refreshed", frame.ref))
 
 
