@@ -1,20 +1,26 @@
-"""Hostile publishes get a clear answer and leave the service fine for everyone else.
+"""Hostile publishes and risky settings get a clear answer; everyone else is unaffected.
 
 A body that can't be re-encoded as valid JSON for subscribers (a number beyond
 a double, a lone surrogate) is refused with 422; a permission pattern built to
-make a regex backtrack is matched in bounded time.
+make a regex backtrack is matched in bounded time; tokens living longer than
+`JWT_MAX_TTL` are refused; a wide-open configuration is warned about at startup.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.project_slug }}.events import decode_json, encode_json
+from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.permissions import glob_match
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 from conftest import TokenFactory
 
@@ -139,3 +145,57 @@ def test_an_adversarial_claim_does_not_freeze_the_service(
     assert done.wait(BUDGET_SECONDS), "matching the claim's patterns did not finish"
     assert statuses == [403]
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def _publish_status(client: TestClient, token: str) -> tuple[int, object]:
+    response = client.post(
+        f"/channels/{CHANNEL}/events",
+        json={"data": 1},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return response.status_code, response.json()
+
+
+def test_jwt_max_ttl_refuses_tokens_that_live_longer(
+    settings_factory: Callable[..., Settings], make_token: TokenFactory
+) -> None:
+    """With JWT_MAX_TTL=600: a 1-hour token is 401; a 5-minute one works."""
+    now = int(time.time())
+    refused = "invalid token: it lives longer than JWT_MAX_TTL (600 s)"
+    with TestClient(create_app(settings_factory(jwt_max_ttl=600))) as client:
+        assert _publish_status(client, make_token(ttl=3600)) == (401, {"detail": refused})
+        # Issued long ago, expiring soon: its lifetime is what counts.
+        old = make_token(ttl=300, iat=now - 3000)
+        assert _publish_status(client, old) == (401, {"detail": refused})
+        assert _publish_status(client, make_token(ttl=300))[0] == 202
+        assert _publish_status(client, make_token(ttl=300, iat=now))[0] == 202
+
+
+def test_without_jwt_max_ttl_any_lifetime_is_accepted(
+    client: TestClient, make_token: TokenFactory
+) -> None:
+    """JWT_MAX_TTL is optional: unset, a year-long token is accepted."""
+    assert _publish_status(client, make_token(ttl=365 * 86400))[0] == 202
+
+
+@pytest.mark.parametrize(
+    ("overrides", "warns"),
+    [
+        ({}, True),
+        ({"environment": "development"}, False),
+        ({"jwt_audience": "realtime"}, False),
+        ({"allowed_origins": "https://app.example.com"}, False),
+    ],
+    ids=["production-defaults", "development", "audience-set", "origins-listed"],
+)
+def test_a_startup_warning_for_any_origin_without_an_audience(
+    settings_factory: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, str],
+    warns: bool,
+) -> None:
+    """`ALLOWED_ORIGINS=*` with no `JWT_AUDIENCE` outside development: one WARNING at startup."""
+    with caplog.at_level(logging.WARNING), TestClient(create_app(settings_factory(**overrides))):
+        pass
+    warnings = [r for r in caplog.records if "ALLOWED_ORIGINS is *" in r.getMessage()]
+    assert [r.levelname for r in warnings] == (["WARNING"] if warns else [])

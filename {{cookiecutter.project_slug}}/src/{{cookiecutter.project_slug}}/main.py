@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for warning in settings.startup_warnings():
+            logger.warning(warning)
         signals = ShutdownSignals(service.connections.close_all, settings.shutdown_grace)
         signals.install()
         await service.broadcaster.start()

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 {% endif %}
     max_connections_per_subject: NonNegativeInt = 0  # 0: no limit
     jwt_max_ttl: PositiveInt | None = None  # seconds; unset: any lifetime
+    # `development` (the rendered `.env` says so) silences the startup warnings.
+    environment: Literal["development", "production"] = "production"
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +107,19 @@ class Settings(BaseSettings):
     def allows_any_origin(self) -> bool:
         """Whether `ALLOWED_ORIGINS` is the wildcard."""
         return "*" in self.allowed_origins
+
+    def startup_warnings(self) -> list[str]:
+        """Settings that are fine for development but risky in production."""
+        if self.environment == "development":
+            return []
+        warnings = []
+        if self.allows_any_origin and self.jwt_audience is None:
+            warnings.append(
+                "ALLOWED_ORIGINS is * and JWT_AUDIENCE is unset: any web page can use a "
+                "visitor's token here, and tokens minted for other services are accepted; "
+                "list your origins, set JWT_AUDIENCE (or ENVIRONMENT=development)"
+            )
+        return warnings
 
 
 def load_settings(**overrides: object) -> Settings:
