@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz_values import json_values, strict_json
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import load_settings
 
 from conftest import TokenFactory, base_service_env
+from fuzz_values import json_values, strict_json
 
 MAX_EXAMPLES = 200
 DOCUMENTED = {202, 400, 413, 422}

@@ -21,9 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz_values import hostile_ids
-
 from conftest import TEST_SECRET, base_service_env
+from fuzz_values import hostile_ids
 from servers import ServerProcess
 from sse_client import open_stream
 

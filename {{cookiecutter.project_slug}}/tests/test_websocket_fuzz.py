@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from fuzz_values import hostile_ids, json_values, strict_json
-
 from conftest import TEST_SECRET
+from fuzz_values import hostile_ids, json_values, strict_json
 from servers import ServerProcess
 from ws_client import shared_server_env, ws_url
 
