@@ -125,3 +125,14 @@ def test_history_max_bytes_is_read_from_the_environment(start_server: ServerFact
     assert len(set(ids)) == 40
     output = server.output()
     assert "to stay within HISTORY_MAX_BYTES=65536" in output
+
+
+async def test_idempotency_keys_count_against_the_budget() -> None:
+    """A flood of unique keys on one channel can't grow memory past HISTORY_MAX_BYTES."""
+    broadcaster = MemoryBroadcaster(1, 3600, max_bytes=BUDGET)
+    for n in range(2000):
+        await broadcaster.publish("keys", "message", b"1", f"key-{n:06d}-" + "k" * 100)
+        assert broadcaster.history_bytes() <= BUDGET
+    # The newest keys are still honoured.
+    last = await broadcaster.publish("keys", "message", b"1", "key-001999-" + "k" * 100)
+    assert last.duplicate

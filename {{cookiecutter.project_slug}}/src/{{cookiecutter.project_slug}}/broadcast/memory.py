@@ -38,6 +38,10 @@ def _cost(event: Event) -> int:
     return len(event.data) + len(event.name) + len(event.id) + EVENT_OVERHEAD
 
 
+def _key_cost(key: str, event_id: str) -> int:
+    return len(key) + len(event_id) + KEY_OVERHEAD
+
+
 class _ChannelHistory:
     __slots__ = ("entries", "floor", "keys", "last_publish", "size")
 
@@ -53,21 +57,30 @@ class _ChannelHistory:
     def remember(self, key: str, event_id: str) -> int:
         """Keep `key` as answered with `event_id`; the bytes it adds."""
         self.keys[key] = (event_id, self.last_publish)
-        added = len(key) + len(event_id) + KEY_OVERHEAD
+        added = _key_cost(key, event_id)
         self.size += added
         return added
 
-    def seen(self, key: str, now: float, ttl: float) -> str | None:
-        """The id a live `key` was first answered with; expired keys are forgotten."""
-        keys = self.keys
-        while keys:
-            oldest = next(iter(keys))
-            if now - keys[oldest][1] < ttl:
-                break
-            del keys[oldest]
-            # (Their bytes are given back when the channel's history goes.)
-        first = keys.get(key)
+    def seen(self, key: str) -> str | None:
+        """The id `key` was first answered with, if it is kept."""
+        first = self.keys.get(key)
         return None if first is None else first[0]
+
+    def expire_keys(self, now: float, ttl: float) -> int:
+        """Forget keys older than `ttl`; the bytes freed."""
+        freed = 0
+        keys = self.keys
+        while keys and now - next(iter(keys.values()))[1] >= ttl:
+            freed += self.drop_oldest_key()
+        return freed
+
+    def drop_oldest_key(self) -> int:
+        """Forget the oldest key; the bytes freed."""
+        key = next(iter(self.keys))
+        event_id, _ = self.keys.pop(key)
+        freed = _key_cost(key, event_id)
+        self.size -= freed
+        return freed
 
     def append(self, seq: int, event: Event) -> int:
         """Retain `event`; the change in bytes held (the oldest may make way)."""
@@ -140,8 +153,8 @@ class MemoryBroadcaster(Broadcaster):
         # Re-inserted: the dict's order is the order channels were last published to.
         self._histories[channel] = history
         if idempotency_key is not None:
-            now = time.monotonic()
-            first = history.seen(idempotency_key, now, self._history_ttl)
+            self._bytes -= history.expire_keys(time.monotonic(), self._history_ttl)
+            first = history.seen(idempotency_key)
             if first is not None:
                 return Event(channel, first, name, data, duplicate=True)
         self._seq += 1
@@ -163,10 +176,14 @@ class MemoryBroadcaster(Broadcaster):
             oldest = next(iter(histories))
             history = histories[oldest]
             if history is current:
-                # Only the channel just published to is left: it keeps its newest event.
-                if len(current.entries) <= 1:
+                # Only the channel just published to is left: it keeps its newest
+                # event and, last of all, gives up its oldest idempotency keys.
+                if len(current.entries) > 1:
+                    self._bytes -= current.drop_oldest()
+                elif current.keys:
+                    self._bytes -= current.drop_oldest_key()
+                else:
                     return
-                self._bytes -= current.drop_oldest()
                 continue
             del histories[oldest]
             self._bytes -= history.size
