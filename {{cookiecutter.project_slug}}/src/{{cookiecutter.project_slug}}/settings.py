@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     shutdown_grace: PositiveFloat = 5.0
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    # Development only: `/demo`, a page that can mint tokens for a browser on this machine.
+    demo_page: bool = False
     # Bounds that keep one client (or one token) from taking what everyone shares.
 {% if cookiecutter.broadcaster == "memory" %}
     history_max_bytes: PositiveInt = 268435456
