@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
-from .events import DEFAULT_EVENT_NAME, decode_json, encode_json, is_valid_idempotency_key
+from .events import DEFAULT_EVENT_NAME, decode_json, is_valid_idempotency_key
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import json_request_body
 from .permissions import is_valid_event_name
+from .publisher import InvalidEvent, PublisherDep
 from .service import Service, authenticate, check_channel, get_service
 
 router = APIRouter()
@@ -100,6 +101,7 @@ async def publish(
     channel: str,
     request: Request,
     service: ServiceDep,
+    publisher: PublisherDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Published:
     """Publish an event to `channel` (needs the `publish` permission).
@@ -110,24 +112,25 @@ async def publish(
     check_channel(channel)
     if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
         raise HTTPException(400, "invalid Idempotency-Key: use 1-128 printable ASCII characters")
-    principal = authenticate(service, request)
-    if not principal.can_publish(channel):
+    principal = await authenticate(service, request)
+    if not await service.authorizer.allows(principal, channel, "publish"):
         raise HTTPException(403, f"token may not publish to {channel!r}")
     raw = await _read_body(request, service.settings.max_message_bytes)
     try:
         body = PublishBody.model_validate(decode_json(raw))
-        data = encode_json(body.data)
     except (ValueError, ValidationError) as exc:
         raise HTTPException(422, _describe(exc)) from None
     if not is_valid_event_name(body.event):
         raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
     try:
-        event = await service.broadcaster.publish(channel, body.event, data, idempotency_key)
+        event_id = await publisher.publish(
+            channel, body.data, event=body.event, idempotency_key=idempotency_key
+        )
+    except InvalidEvent as exc:
+        raise HTTPException(422, str(exc)) from None
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
-    if not event.duplicate:
-        service.metrics.events_published.inc()
-    return Published(id=event.id, channel=channel)
+    return Published(id=event_id, channel=channel)
 
 
 def _describe(exc: Exception) -> str:
