@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..events import Event
@@ -40,6 +40,8 @@ SOCKET_TIMEOUT = 2.0
 READY_TIMEOUT = 1.0  # how long /readyz waits for Redis's PING
 START_WAIT = 3.0  # how long startup waits for Redis before starting not-ready
 SUBSCRIBE_WAIT = 5.0  # how long a new subscriber waits for its channel to go live
+# What a failed command raises (the cluster client's own errors aren't RedisErrors).
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class _Holder:
@@ -140,7 +142,7 @@ class RedisBroadcaster(Broadcaster):
         try:
             async with asyncio.timeout(READY_TIMEOUT):
                 return bool(await self._commands.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_ERRORS, TimeoutError):
             return False
 
     # -- publishing and history ----------------------------------------------
@@ -151,7 +153,7 @@ class RedisBroadcaster(Broadcaster):
             raw = await self._publish_script(
                 keys=[key], args=[self._history_size, self._history_ttl, name, data]
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise BroadcasterUnavailable(f"redis: {exc}") from exc
         event_id = raw.decode() if isinstance(raw, bytes) else str(raw)
         # Local subscribers hear it through pub/sub like everyone else's, so that
@@ -167,7 +169,7 @@ class RedisBroadcaster(Broadcaster):
             # From the id itself: if it is still in the stream, nothing after it
             # was trimmed; if it isn't, it's too old, expired or never existed.
             entries = await self._read(key, format_id(start))
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise BroadcasterUnavailable(f"redis: {exc}") from exc
         if not entries or parse_id(entries[0].id) != start:
             return None

@@ -106,6 +106,8 @@ class ClusterListener:
         self._cluster: RedisCluster = broadcaster._commands
         self._nodes: dict[str, _Node] = {}  # by node name, host:port
         self._owner: dict[str, str | None] = {}  # open channel key -> node name
+        # Channels not placed yet (no owner known), with the last id delivered.
+        self._unplaced: dict[str, StreamId | None] = {}
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._poke = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -158,6 +160,7 @@ class ClusterListener:
     def close(self, key: str) -> None:
         """Unsubscribe `key`."""
         name = self._owner.pop(key, None)
+        self._unplaced.pop(key, None)
         if name is not None and name in self._nodes:
             self._nodes[name].listener.close(key)
 
@@ -193,8 +196,11 @@ class ClusterListener:
         name = self._owner_of(key)
         if name is None or name not in self._nodes:
             self._owner[key] = None
+            self._unplaced[key] = after
+            self._poke.set()  # placed at the watcher's next read of the layout
             return
         self._owner[key] = name
+        self._unplaced.pop(key, None)
         self._nodes[name].listener.open(key, after)
 
     def _lost(self, key: str) -> None:
@@ -223,7 +229,12 @@ class ClusterListener:
             await asyncio.sleep(RETRY_INTERVAL if healthy else 0)
 
     async def _refresh(self) -> None:
-        await self._cluster.nodes_manager.initialize()
+        if self._layout_known:
+            await self._cluster.nodes_manager.initialize()
+        else:
+            # The first time through the client itself, which also learns the
+            # commands' key positions from the cluster.
+            await self._cluster.initialize()
         self._layout_known = True
         primaries = {node.name: node for node in self._cluster.get_primaries()}
         # A listener whose node is no longer a primary, or whose canary's slot
@@ -243,7 +254,9 @@ class ClusterListener:
         for key, owner in list(self._owner.items()):
             if key in moved:
                 self._assign(key, moved[key])
-            elif owner is None or self._owner_of(key) != owner:
+            elif owner is None:
+                self._assign(key, self._unplaced.get(key))
+            elif self._owner_of(key) != owner:
                 after = self._nodes[owner].listener.close(key) if owner in self._nodes else None
                 self._assign(key, after)
 

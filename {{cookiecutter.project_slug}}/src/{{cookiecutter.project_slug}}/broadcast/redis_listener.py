@@ -130,7 +130,7 @@ class PubSubListener:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._became_up.wait()
-        if not self.up:
+        if not self.up and wait > 0:
             logger.warning("redis is not reachable yet; the service is not ready until it is")
 
     async def stop(self) -> None:
@@ -273,6 +273,8 @@ class PubSubListener:
             self._helper_failed = exc
 
     async def _write(self, pubsub: PubSub) -> None:
+        # One SSUBSCRIBE may only name channels of one slot: sharded, one each.
+        batch_size = 1 if self._sharded else SUBSCRIBE_BATCH
         while True:
             await self._wake_writer.wait()
             self._wake_writer.clear()
@@ -280,9 +282,7 @@ class PubSubListener:
                 verb, first = self._commands.popleft()
                 batch = [first]
                 # Consecutive commands of the same verb go out as one.
-                while (
-                    self._commands and self._commands[0][0] == verb and len(batch) < SUBSCRIBE_BATCH
-                ):
+                while self._commands and self._commands[0][0] == verb and len(batch) < batch_size:
                     batch.append(self._commands.popleft()[1])
                 await pubsub.execute_command(f"S{verb}" if self._sharded else verb, *batch)
 

@@ -1,0 +1,217 @@
+"""`REDIS_CLUSTER=true` against a real Redis Cluster: placement, fan-out, resume, outages.
+
+The cluster is `REDIS_CLUSTER_NODES` when set, else three `redis-server` nodes
+the tests start (see `redis_cluster_nodes`); the node-kill test always starts
+its own, durable one, so that killing a node disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, create_broadcaster
+from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
+from {{ cookiecutter.project_slug }}.settings import Settings
+
+from conftest import ServerFactory, TokenFactory
+from redis_clients import close_all, fresh_connection_client, publish, subscribe_many, worker_pids
+from redis_cluster_nodes import Cluster, start_cluster
+from test_broadcaster import Recorder, publish_n
+from test_redis_outage import wait_until_status
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+def cluster_env(cluster: Cluster) -> dict[str, str]:
+    """What a service needs to use `cluster` (short-lived history: it may be shared)."""
+    return {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "HISTORY_TTL": "600"}
+
+
+def pubsub_connections(cluster: Cluster, address: Address, pids: set[int]) -> Counter[int]:
+    """How many pub/sub connections each of `pids` holds to one node (by client name)."""
+    counts: Counter[int] = Counter()
+    with cluster.node(address) as node:
+        for client in node.client_list():
+            name = str(client.get("name", ""))
+            pid = name.rpartition(":")[2]
+            if ":pubsub:" in name and pid.isdigit() and int(pid) in pids:
+                counts[int(pid)] += 1
+    return counts
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
+    """Wait until `condition()` holds, polling; fail with `message` after `timeout` s."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(message) from None
+
+
+@pytest.fixture
+async def make_broadcaster(
+    settings_factory: Callable[..., Settings], redis_cluster: Cluster
+) -> AsyncIterator[Callable[[], Awaitable[Broadcaster]]]:
+    """Start in-process cluster broadcasters; all stopped after the test."""
+    started: list[Broadcaster] = []
+
+    async def make() -> Broadcaster:
+        instance = create_broadcaster(
+            settings_factory(redis_url=redis_cluster.url, redis_cluster=True, history_ttl=600)
+        )
+        await instance.start()
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        await instance.stop()
+
+
+async def test_each_channel_lives_in_one_slot(
+    make_broadcaster: Callable[[], Awaitable[Broadcaster]], redis_cluster: Cluster
+) -> None:
+    """A channel's stream sits on the primary that owns its hash tag's slot, whichever node the URL names."""
+    broadcaster = await make_broadcaster()
+    placed = redis_cluster.channels_on_every_primary(f"cluster-test:{uuid.uuid4().hex}:")
+    assert len(placed) == len(redis_cluster.primaries()) >= 3
+    for address, (name,) in placed.items():
+        await publish_n(broadcaster, name, 2)
+        key = key_for(name, cluster=True)
+        assert key.endswith("{" + name + "}")
+        with redis_cluster.node(address) as node:
+            assert node.xlen(key) == 2
+
+
+async def test_resume_is_exact_and_a_lost_id_resyncs(
+    make_broadcaster: Callable[[], Awaitable[Broadcaster]], redis_cluster: Cluster
+) -> None:
+    """On every node: resuming replays exactly what followed the id; an id the stream lacks gives recovered=False."""
+    broadcaster = await make_broadcaster()
+    placed = redis_cluster.channels_on_every_primary(f"cluster-test:{uuid.uuid4().hex}:")
+    for (name,) in placed.values():
+        published = await publish_n(broadcaster, name, 5)
+        resumed = Recorder()
+        assert await broadcaster.subscribe(name, resumed, last_event_id=published[1].id) is True
+        assert [e.id for e in resumed.events] == [e.id for e in published[2:]]
+        live = await publish_n(broadcaster, name, 1, start=5)
+        await resumed.wait_for(4)
+        assert resumed.events[-1].id == live[0].id
+        assert resumed.payloads == [2, 3, 4, 5]
+
+        lost = Recorder()
+        assert await broadcaster.subscribe(name, lost, last_event_id="1-0") is False
+        assert lost.events == []
+
+
+async def test_two_workers_fan_out_over_every_node(
+    start_server: ServerFactory, make_token: TokenFactory, redis_cluster: Cluster
+) -> None:
+    """Two workers, channels on every primary: every subscriber gets every event once, in order,
+    and each worker holds exactly one pub/sub connection per node whatever the channel count."""
+    server = start_server(workers=2, **cluster_env(redis_cluster))
+    pids: set[int] = set()
+    primaries = redis_cluster.primaries()
+
+    async def one_connection_per_worker_per_node() -> bool:
+        pids.clear()
+        pids.update(worker_pids(server.pid))
+        return len(pids) == 2 and all(
+            pubsub_connections(redis_cluster, address, pids) == Counter(dict.fromkeys(pids, 1))
+            for address in primaries
+        )
+
+    await until(one_connection_per_worker_per_node, 20, "workers never listened to every node")
+    placed = redis_cluster.channels_on_every_primary(
+        f"cluster-test:{uuid.uuid4().hex}:", per_node=3
+    )
+    channels = [name for names in placed.values() for name in names]
+    token = make_token()
+    # Three subscribers per channel, opened one by one: both workers serve some.
+    subscribers = await subscribe_many(server.port, channels * 3, token)
+    try:
+        async with fresh_connection_client() as http:
+            for i in range(10):
+                for name in channels:
+                    assert (await publish(http, server.url, name, i, token)).status_code == 202
+        await asyncio.gather(*(s.wait_for_events(10, timeout=20) for s in subscribers))
+        for subscriber in subscribers:
+            assert subscriber.payloads == list(range(10)), subscriber.channel
+            assert len({e.id for e in subscriber.events}) == 10
+        # Still one per worker per node, with nine channels followed on each.
+        await until(one_connection_per_worker_per_node, 5, "a worker opened a second connection")
+    finally:
+        await close_all(subscribers)
+
+
+async def test_a_killed_node_is_unready_and_backfilled_when_it_returns(
+    tmp_path: Path, start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Kill the primary owning a channel: publish and /readyz answer 503. Restart it: ready
+    again, and every subscriber, on every node, gets every event once, in order."""
+    cluster = start_cluster(tmp_path / "cluster", durable=True)
+    try:
+        server = start_server(workers=2, **cluster_env(cluster))
+        placed = cluster.channels_on_every_primary(f"cluster-kill:{uuid.uuid4().hex}:")
+        victim = sorted(placed)[1]
+        (victim_channel,) = placed[victim]
+        channels = [name for (name,) in placed.values()]
+        token = make_token()
+        subscribers = await subscribe_many(server.port, channels * 2, token)
+        try:
+            async with fresh_connection_client() as http:
+                for name in channels:
+                    assert (await publish(http, server.url, name, 0, token)).status_code == 202
+                await asyncio.gather(*(s.wait_for_events(1, timeout=10) for s in subscribers))
+
+                cluster.process(victim).stop()
+
+                async def down() -> bool:
+                    ready = await http.get(f"{server.url}/readyz")
+                    published = await publish(http, server.url, victim_channel, "lost", token)
+                    return (ready.status_code, published.status_code) == (503, 503)
+
+                await until(down, 10, "a dead node's channel was not reported unavailable")
+
+                cluster.process(victim).start()
+                recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=15)
+                logger.warning("ready again %.2f s after the node restarted", recovery)
+
+                for name in channels:
+                    # Other nodes may take a moment more to see it back (CLUSTERDOWN): 503s
+                    # are refused publishes, never stored ones, so retrying is safe.
+                    async def accepted(name: str = name) -> bool:
+                        return (await publish(http, server.url, name, 1, token)).status_code == 202
+
+                    await until(accepted, 15, f"publishing to {name} never recovered")
+            await asyncio.gather(*(s.wait_for_events(2, timeout=15) for s in subscribers))
+            for subscriber in subscribers:
+                assert subscriber.payloads == [0, 1], subscriber.channel
+                assert not subscriber.closed
+        finally:
+            await close_all(subscribers)
+    finally:
+        cluster.stop()
+
+
+async def test_not_a_cluster_is_not_ready(
+    start_server: ServerFactory, make_token: TokenFactory, redis_url: str
+) -> None:
+    """REDIS_CLUSTER=true pointed at a plain Redis: /readyz and publish answer 503, the server runs."""
+    server = start_server(REDIS_URL=redis_url, REDIS_CLUSTER="true")
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{server.url}/readyz")).status_code == 503
+        response = await publish(http, server.url, "cluster-test:plain", 1, make_token())
+        assert response.status_code == 503
+    assert "can't read the redis cluster layout" in server.output()
