@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Development only: `/demo`, a page that can mint tokens for a browser on this machine.
     demo_page: bool = False
 
+    # Keys from an identity provider, and the shape of log lines.
+    jwt_jwks_url: str | None = None
+    log_format: Literal["text", "json"] = "text"
+
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, values: dict[str, object]) -> dict[str, object]:
@@ -57,6 +61,9 @@ class Settings(BaseSettings):
         level = values.get("log_level")
         if isinstance(level, str):
             values["log_level"] = level.upper()
+        log_format = values.get("log_format")
+        if isinstance(log_format, str):
+            values["log_format"] = log_format.lower()
         return values
 
     @model_validator(mode="after")
@@ -66,6 +73,11 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET is required for HS* algorithms")
             if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+            if self.jwt_jwks_url:
+                raise ValueError("JWT_JWKS_URL needs an RS*/ES* JWT_ALGORITHM, not HS*")
+        elif self.jwt_jwks_url:
+            if not self.jwt_jwks_url.startswith(("https://", "http://")):
+                raise ValueError("JWT_JWKS_URL must be an http(s):// URL")
         else:
             _ = self.verification_key  # fails early when the key can't be read
         return self
