@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
@@ -44,7 +44,9 @@ class Cluster:
 
     def client(self) -> RedisCluster:
         """A cluster client for inspecting and disturbing the cluster."""
-        return RedisCluster.from_url(self.url, decode_responses=True)
+        # Every node as a starting point: the first may be the one a test killed.
+        nodes = [ClusterNode(host, port) for host, port in self.addresses]
+        return RedisCluster(startup_nodes=nodes, decode_responses=True)
 
     def node(self, address: tuple[str, int]) -> redis.Redis:
         """A plain client of one node."""
@@ -59,7 +61,7 @@ class Cluster:
             client.close()
 
     def owner(self, channel: str) -> tuple[str, int]:
-        """The primary that owns `channel`'s slot."""
+        """The primary that owns `channel`'s slot (as the first live node sees it)."""
         client = self.client()
         try:
             node = client.nodes_manager.get_node_from_slot(

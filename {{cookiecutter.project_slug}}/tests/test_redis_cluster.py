@@ -33,8 +33,17 @@ Address = tuple[str, int]
 
 
 def cluster_env(cluster: Cluster) -> dict[str, str]:
-    """What a service needs to use `cluster` (short-lived history: it may be shared)."""
-    return {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "HISTORY_TTL": "600"}
+    """What a service needs to use `cluster` (short-lived history: it may be shared).
+
+    Heartbeats slower than the other tests': a WebSocket client that answers no ping
+    for two intervals is closed, and this machine also runs several Redis nodes.
+    """
+    return {
+        "REDIS_URL": cluster.url,
+        "REDIS_CLUSTER": "true",
+        "HISTORY_TTL": "600",
+        "HEARTBEAT_INTERVAL": "1",
+    }
 
 
 def pubsub_connections(cluster: Cluster, address: Address, pids: set[int]) -> Counter[int]:
@@ -124,13 +133,17 @@ async def test_two_workers_fan_out_over_every_node(
     pids: set[int] = set()
     primaries = redis_cluster.primaries()
 
-    async def one_connection_per_worker_per_node() -> bool:
+    def counted() -> bool:
         pids.clear()
         pids.update(worker_pids(server.pid))
         return len(pids) == 2 and all(
             pubsub_connections(redis_cluster, address, pids) == Counter(dict.fromkeys(pids, 1))
             for address in primaries
         )
+
+    async def one_connection_per_worker_per_node() -> bool:
+        # In a thread: open subscribers must keep answering heartbeats meanwhile.
+        return await asyncio.to_thread(counted)
 
     await until(one_connection_per_worker_per_node, 20, "workers never listened to every node")
     placed = redis_cluster.channels_on_every_primary(
@@ -175,7 +188,8 @@ async def test_a_killed_node_is_unready_and_backfilled_when_it_returns(
                     assert (await publish(http, server.url, name, 0, token)).status_code == 202
                 await asyncio.gather(*(s.wait_for_events(1, timeout=10) for s in subscribers))
 
-                cluster.process(victim).stop()
+                # In a thread: the subscribers must keep answering heartbeats meanwhile.
+                await asyncio.to_thread(cluster.process(victim).stop)
 
                 async def down() -> bool:
                     ready = await http.get(f"{server.url}/readyz")
@@ -184,7 +198,7 @@ async def test_a_killed_node_is_unready_and_backfilled_when_it_returns(
 
                 await until(down, 10, "a dead node's channel was not reported unavailable")
 
-                cluster.process(victim).start()
+                await asyncio.to_thread(cluster.process(victim).start)
                 recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=15)
                 logger.warning("ready again %.2f s after the node restarted", recovery)
 
@@ -215,3 +229,51 @@ async def test_not_a_cluster_is_not_ready(
         response = await publish(http, server.url, "cluster-test:plain", 1, make_token())
         assert response.status_code == 503
     assert "can't read the redis cluster layout" in server.output()
+
+
+async def test_a_failed_primary_is_replaced_by_its_replica(
+    tmp_path: Path, start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Six nodes (each primary with a replica); kill a primary: its replica takes over, the
+    workers move its channels there, and subscribers get every event once, in order."""
+    cluster = start_cluster(tmp_path / "cluster", replicas=1)
+    try:
+        server = start_server(workers=2, **cluster_env(cluster))
+        placed = cluster.channels_on_every_primary(f"cluster-failover:{uuid.uuid4().hex}:")
+        victim = sorted(placed)[0]
+        (victim_channel,) = placed[victim]
+        channels = [name for (name,) in placed.values()]
+        token = make_token()
+        subscribers = await subscribe_many(server.port, channels * 2, token)
+        try:
+            async with fresh_connection_client() as http:
+                for name in channels:
+                    assert (await publish(http, server.url, name, 0, token)).status_code == 202
+                await asyncio.gather(*(s.wait_for_events(1, timeout=10) for s in subscribers))
+                # Replication is asynchronous: wait until the replica has everything, so
+                # that this test sees no loss (see docs/redis.md on what a failover may lose).
+                with cluster.node(victim) as node:
+                    assert await asyncio.to_thread(node.execute_command, "WAIT", 1, 5000) == 1
+
+                # In a thread: the subscribers must keep answering heartbeats meanwhile.
+                await asyncio.to_thread(cluster.process(victim).stop)
+
+                async def moved() -> bool:
+                    return await asyncio.to_thread(cluster.owner, victim_channel) != victim
+
+                await until(moved, 30, "the replica never took over")
+                recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=15)
+                logger.warning("ready again %.2f s after the replica took over", recovery)
+                for name in channels:
+
+                    async def accepted(name: str = name) -> bool:
+                        return (await publish(http, server.url, name, 1, token)).status_code == 202
+
+                    await until(accepted, 15, f"publishing to {name} never recovered")
+            await asyncio.gather(*(s.wait_for_events(2, timeout=15) for s in subscribers))
+            for subscriber in subscribers:
+                assert subscriber.payloads == [0, 1], subscriber.channel
+        finally:
+            await close_all(subscribers)
+    finally:
+        cluster.stop()
