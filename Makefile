@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test render lint clean
+.PHONY: test render lint locks clean
 
 $(BIN)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +12,19 @@ $(BIN)/.installed: requirements-dev.txt
 	touch $@
 
 test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests tools
+	$(BIN)/ruff format --check hooks tests tools
 	$(BIN)/python -m pytest
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
 	$(BIN)/cookiecutter --output-dir out .
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests tools
+	$(BIN)/ruff format --check hooks tests tools
+
+locks: $(BIN)/.installed  ## refresh every combination's uv.lock after a pyproject.toml change (UPGRADE=1: newest versions)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
 
 clean:
 	rm -rf $(VENV) out .cache
