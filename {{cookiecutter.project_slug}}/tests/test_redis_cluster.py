@@ -22,8 +22,9 @@ from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from conftest import ServerFactory, TokenFactory
-from redis_clients import close_all, fresh_connection_client, publish, subscribe_many, worker_pids
+from redis_clients import close_all, fresh_connection_client, publish, subscribe_many
 from redis_cluster_nodes import Cluster, start_cluster
+from servers import worker_pids
 from test_broadcaster import Recorder, publish_n
 from test_redis_outage import wait_until_status
 
