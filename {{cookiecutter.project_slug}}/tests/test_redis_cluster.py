@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.crc import key_slot
 
 from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, create_broadcaster
 from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
@@ -274,6 +275,50 @@ async def test_a_failed_primary_is_replaced_by_its_replica(
             await asyncio.gather(*(s.wait_for_events(2, timeout=15) for s in subscribers))
             for subscriber in subscribers:
                 assert subscriber.payloads == [0, 1], subscriber.channel
+        finally:
+            await close_all(subscribers)
+    finally:
+        cluster.stop()
+
+
+def migrate_slot(cluster: Cluster, slot: int, source: Address, target: Address) -> None:
+    """Move one slot, with its keys, from `source` to `target` (as `redis-cli --cluster reshard` does)."""
+    with cluster.node(source) as src, cluster.node(target) as dst:
+        source_id, target_id = src.cluster("MYID"), dst.cluster("MYID")
+        dst.cluster("SETSLOT", slot, "IMPORTING", source_id)
+        src.cluster("SETSLOT", slot, "MIGRATING", target_id)
+        while keys := src.cluster("GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", target[0], target[1], "", 0, 5000, "KEYS", *keys)
+        for address in cluster.addresses:
+            with cluster.node(address) as node:
+                node.cluster("SETSLOT", slot, "NODE", target_id)
+
+
+async def test_a_migrated_slot_moves_its_channel(
+    tmp_path: Path, start_server: ServerFactory, make_token: TokenFactory
+) -> None:
+    """Migrate a channel's slot to another primary: publishes follow MOVED, the workers
+    subscribe the channel there, and subscribers get every event once, in order."""
+    cluster = start_cluster(tmp_path / "cluster")
+    try:
+        server = start_server(workers=2, **cluster_env(cluster))
+        placed = cluster.channels_on_every_primary(f"cluster-migrate:{uuid.uuid4().hex}:")
+        source, target = sorted(placed)[:2]
+        (name,) = placed[source]
+        token = make_token()
+        subscribers = await subscribe_many(server.port, [name] * 4, token)
+        try:
+            async with fresh_connection_client() as http:
+                assert (await publish(http, server.url, name, 0, token)).status_code == 202
+                await asyncio.gather(*(s.wait_for_events(1, timeout=10) for s in subscribers))
+                slot = key_slot(key_for(name, cluster=True).encode())
+                await asyncio.to_thread(migrate_slot, cluster, slot, source, target)
+                assert await asyncio.to_thread(cluster.owner, name) == target
+                for i in range(1, 4):
+                    assert (await publish(http, server.url, name, i, token)).status_code == 202
+            await asyncio.gather(*(s.wait_for_events(4, timeout=15) for s in subscribers))
+            for subscriber in subscribers:
+                assert subscriber.payloads == [0, 1, 2, 3]
         finally:
             await close_all(subscribers)
     finally:
