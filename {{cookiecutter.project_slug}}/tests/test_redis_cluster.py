@@ -126,6 +126,22 @@ async def test_resume_is_exact_and_a_lost_id_resyncs(
         assert lost.events == []
 
 
+async def test_a_repeated_idempotency_key_publishes_once_on_every_node(
+    make_broadcaster: Callable[[], Awaitable[Broadcaster]], redis_cluster: Cluster
+) -> None:
+    """On every node: a key seen again returns the first id and stores nothing (one slot, one script)."""
+    broadcaster = await make_broadcaster()
+    placed = redis_cluster.channels_on_every_primary(f"cluster-test:{uuid.uuid4().hex}:")
+    for address, (name,) in placed.items():
+        first = await broadcaster.publish(name, "message", b"1", idempotency_key="retry-1")
+        again = await broadcaster.publish(name, "message", b"1", idempotency_key="retry-1")
+        other = await broadcaster.publish(name, "message", b"2", idempotency_key="retry-2")
+        assert again.id == first.id and not first.duplicate and again.duplicate
+        assert other.id != first.id
+        with redis_cluster.node(address) as node:
+            assert node.xlen(key_for(name, cluster=True)) == 2
+
+
 async def test_two_workers_fan_out_over_every_node(
     start_server: ServerFactory, make_token: TokenFactory, redis_cluster: Cluster
 ) -> None:

@@ -203,7 +203,7 @@ class ClusterListener:
         self._unplaced.pop(key, None)
         self._nodes[name].listener.open(key, after)
 
-    def _lost(self, key: str) -> None:
+    def _moved(self, key: str) -> None:
         self._poke.set()
 
     # -- the layout watcher -------------------------------------------------------
@@ -286,7 +286,8 @@ class ClusterListener:
             canary_prefix=prefix,
             sharded=True,
             canary=canary,
-            on_lost=self._lost,
+            lost=self._broadcaster._lost,
+            on_moved=self._moved,
         )
         node = _Node(listener, commands, slot)
         await listener.start(wait=0)

@@ -72,7 +72,7 @@ class PubSubListener:
 
     `client` opens the pub/sub connection (`sharded`: sharded pub/sub, to one
     cluster node, whose canary name must hash to a slot of that node; a channel
-    the node stops owning is reported to `on_lost`); the canary is published with
+    the node stops owning is reported to `on_moved`); the canary is published with
     `commands`, the path real publishes take. `fetch_from(key, last_id)` reads a
     stream from an id on (all of it for None), `latest(key)` its newest id (NO_ID
     when there is none); `dispatch(event)` hands a live event to local
@@ -94,7 +94,7 @@ class PubSubListener:
         canary_prefix: str,
         sharded: bool = False,
         canary: str | None = None,
-        on_lost: Callable[[str], None] | None = None,
+        on_moved: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
         self._commands_client = commands
@@ -107,7 +107,7 @@ class PubSubListener:
             f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         )
         self._sharded = sharded
-        self._on_lost = on_lost
+        self._on_moved = on_moved
         self._channels: dict[str, _Channel] = {}
         # Commands waiting for the writer, and per channel how many of its
         # SUBSCRIBE/UNSUBSCRIBE commands are not yet confirmed by Redis.
@@ -311,8 +311,8 @@ class PubSubListener:
             # Not asked for: the node gave the channel's slot away (a slot
             # migration or a failover); it must be subscribed on its new owner.
             self._channels[key].ready.clear()
-            if self._on_lost is not None:
-                self._on_lost(key)
+            if self._on_moved is not None:
+                self._on_moved(key)
             return
         if kind == "message":
             if key == self.canary:
