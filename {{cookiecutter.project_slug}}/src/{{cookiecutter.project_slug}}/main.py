@@ -71,7 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST"],
+{% if cookiecutter.transport == "websocket" %}
+        allow_headers=["Authorization", "Content-Type"],
+{% else %}
+        # Last-Event-ID: a fetch-based SSE client resumes with it.
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+{% endif %}
         expose_headers=["Retry-After"],
     )
     app.include_router(api.router)
