@@ -1,0 +1,85 @@
+"""Every shell block of a rendered README works when pasted, in order, into a fresh shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from readme_blocks import run_blocks, shell_blocks
+from rendering import COMBINATIONS, combo_id, free_port, render, require_tool
+
+DEV_URL = "127.0.0.1:8000"
+
+
+def seed_venv(project: Path) -> None:
+    """Give the project the `.venv` that `make install` fills, seeded from this suite's own.
+
+    The virtualenv sees the suite's packages through a `.pth` file, so `make install`
+    finds every dependency already there and only installs the project itself, without
+    the network.
+    """
+    venv = project / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    shared = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "_suite.pth").write_text("\n".join(shared) + "\n", encoding="utf-8")
+
+
+def test_blocks_and_marks_are_read() -> None:
+    """The parser finds bash blocks and their marks, and leaves other languages alone."""
+    text = (
+        "<!-- readme-test: background wait-url=http://x/healthz -->\n```bash\nmake dev\n```\n"
+        "```nginx\nlocation / {}\n```\n"
+        "<!-- readme-test: skip reason=\"too slow\" -->\n```sh\nmake test\n```\n"
+        "```bash\necho hi\n```\n"
+    )
+    blocks = shell_blocks(text)
+    assert [b.code for b in blocks] == ["make dev\n", "make test\n", "echo hi\n"]
+    assert blocks[0].background and blocks[0].marks["wait-url"] == "http://x/healthz"
+    assert blocks[1].skipped and blocks[1].marks["reason"] == "too slow"
+    assert not blocks[2].marks
+
+
+def test_every_skipped_block_says_why(tmp_path: Path) -> None:
+    """A block the test doesn't run carries its reason in the README itself."""
+    project = render(tmp_path, transport="both", broadcaster="redis")
+    blocks = shell_blocks((project / "README.md").read_text(encoding="utf-8"))
+    assert blocks
+    assert all(b.marks.get("reason") for b in blocks if b.skipped)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("transport", "broadcaster"),
+    [
+        pytest.param(*c, id=combo_id(c), marks=pytest.mark.xdist_group(combo_id(c)))
+        for c in COMBINATIONS
+    ],
+)
+def test_the_readme_runs_as_written(tmp_path: Path, transport: str, broadcaster: str) -> None:
+    """Install, start, listen, publish, load-test: each README step works in a fresh shell."""
+    require_tool("make")
+    require_tool("curl")
+    project = render(tmp_path / "out", transport=transport, broadcaster=broadcaster)
+    seed_venv(project)
+    port = free_port()
+    # Only the port differs from what a reader pastes: each test server gets its own.
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    blocks = shell_blocks(readme.replace(DEV_URL, f"127.0.0.1:{port}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(
+        PORT=str(port),
+        # The seeded .venv builds the project with the suite's hatchling, offline.
+        PIP_NO_BUILD_ISOLATION="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.pop("REDIS_URL", None)  # `make dev` starts the bundled server, as on a fresh machine
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with run_blocks(blocks, project, env, logs) as ran:
+        assert any("make install" in code for code in ran)
+        assert any("loadtest" in code for code in ran)
