@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Extra pytest arguments: `make test PYTEST_ARGS="-v -k hooks"`.
+PYTEST_ARGS ?=
 
 .PHONY: test render lint clean
 
@@ -14,7 +16,7 @@ $(BIN)/.installed: requirements-dev.txt
 test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
 	$(BIN)/ruff check hooks tests
 	$(BIN)/ruff format --check hooks tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
 	$(BIN)/cookiecutter --output-dir out .

@@ -70,7 +70,7 @@ def validate(context: dict[str, object]) -> list[str]:
     email = str(context.get("author_email", ""))
     if email and not EMAIL_RE.match(email):
         errors.append(f"author_email {email!r} must be an email address (or left empty)")
-    if not str(context.get("author_name", "")).strip():
+    if "author_name" in context and not str(context["author_name"]).strip():
         errors.append("author_name must not be empty: it is the copyright holder")
     return errors
 

@@ -129,7 +129,7 @@ def run_blocks(
             if block.background:
                 log = logs / f"block-{number}.log"
                 with log.open("wb") as out:
-                    process = subprocess.Popen(  # noqa: S603
+                    process = subprocess.Popen(
                         ["bash", "-c", block.code],
                         cwd=cwd,
                         env=dict(env),
@@ -148,14 +148,16 @@ def run_blocks(
                     wait_until(lambda url=url: _answers(url), 90, f"{url} ({block.code!r})")
                 if text := block.marks.get("wait-output"):
                     wait_until(
-                        lambda job=job, text=text: text in job.output() or job.process.poll() is not None,
+                        lambda job=job, text=text: (
+                            text in job.output() or job.process.poll() is not None
+                        ),
                         60,
                         f"{text!r} from {block.code!r}",
                     )
                     assert text in job.output(), f"{block.code!r} printed:\n{job.output()}"
                 ran.append(f"background: {block.code}")
                 continue
-            result = subprocess.run(  # noqa: S603
+            result = subprocess.run(
                 ["bash", "-eo", "pipefail", "-c", block.code],
                 cwd=cwd,
                 env=dict(env),
@@ -165,7 +167,9 @@ def run_blocks(
                 timeout=600,
                 check=False,
             )
-            assert result.returncode == 0, f"{block.code!r} exited {result.returncode}:\n{result.stdout}"
+            assert result.returncode == 0, (
+                f"{block.code!r} exited {result.returncode}:\n{result.stdout}"
+            )
             if text := block.marks.get("expect-output"):
                 assert text in result.stdout, f"{block.code!r} printed:\n{result.stdout}"
             ran.append(block.code)

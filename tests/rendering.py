@@ -120,3 +120,21 @@ def require_tool(name: str) -> str:
             pytest.fail(message + " (required under CI=true)")
         pytest.skip(message)
     return path
+
+
+def copy_template(dest: Path) -> Path:
+    """A copy of the template's files as a fresh clone has them (tracked or not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        source = TEMPLATE / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from readme_blocks import run_blocks, shell_blocks
-from rendering import COMBINATIONS, combo_id, free_port, render, require_tool
+from rendering import (
+    COMBINATIONS,
+    TEMPLATE,
+    combo_id,
+    copy_template,
+    free_port,
+    render,
+    require_tool,
+)
 
 DEV_URL = "127.0.0.1:8000"
 
@@ -33,7 +41,7 @@ def test_blocks_and_marks_are_read() -> None:
     text = (
         "<!-- readme-test: background wait-url=http://x/healthz -->\n```bash\nmake dev\n```\n"
         "```nginx\nlocation / {}\n```\n"
-        "<!-- readme-test: skip reason=\"too slow\" -->\n```sh\nmake test\n```\n"
+        '<!-- readme-test: skip reason="too slow" -->\n```sh\nmake test\n```\n'
         "```bash\necho hi\n```\n"
     )
     blocks = shell_blocks(text)
@@ -83,3 +91,29 @@ def test_the_readme_runs_as_written(tmp_path: Path, transport: str, broadcaster:
     with run_blocks(blocks, project, env, logs) as ran:
         assert any("make install" in code for code in ran)
         assert any("loadtest" in code for code in ran)
+
+
+@pytest.mark.timeout(300)
+def test_the_template_readme_renders_from_a_fresh_checkout(tmp_path: Path) -> None:
+    """The template README's checkout commands render a project into the ignored `out/`."""
+    checkout = copy_template(tmp_path / "checkout")
+    seed_venv(checkout)
+    blocks = shell_blocks((TEMPLATE / "README.md").read_text(encoding="utf-8"))
+    assert all(b.marks.get("reason") for b in blocks if b.skipped)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with run_blocks(blocks, checkout, env, logs) as ran:
+        assert any("cookiecutter" in code for code in ran)
+    project = checkout / "out" / "realtime_service"
+    assert (project / "pyproject.toml").is_file() and (project / ".env").is_file()
+    assert not (project / "src" / "realtime_service" / "transports" / "websocket.py").exists()
+    # `out/` is ignored, so rendering leaves the checkout's status clean.
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "--no-index", "out/realtime_service/README.md"],
+        cwd=TEMPLATE,
+        check=False,
+        timeout=60,
+    )
+    assert ignored.returncode == 0
