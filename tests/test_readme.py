@@ -117,3 +117,21 @@ def test_the_template_readme_renders_from_a_fresh_checkout(tmp_path: Path) -> No
         timeout=60,
     )
     assert ignored.returncode == 0
+
+
+@pytest.mark.timeout(600)
+def test_the_client_readme_runs_as_written(tmp_path: Path) -> None:
+    """client/README.md's commands install, typecheck, test and build the TypeScript client."""
+    npm = require_tool("npm")
+    require_tool("node")
+    project = render(tmp_path / "out", transport="both", broadcaster="memory")
+    client = project / "client"
+    blocks = shell_blocks((client / "README.md").read_text(encoding="utf-8"))
+    assert blocks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PATH"] = os.pathsep.join([str(Path(npm).parent), env.get("PATH", "")])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with run_blocks(blocks, client, env, logs) as ran:
+        assert any("npm run build" in code for code in ran)
+    assert (client / "dist" / "sse.js").is_file() and (client / "dist" / "websocket.js").is_file()
