@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from readme_blocks import run_blocks, shell_blocks
 from rendering import (
     COMBINATIONS,
@@ -135,3 +136,21 @@ def test_the_client_readme_runs_as_written(tmp_path: Path) -> None:
     with run_blocks(blocks, client, env, logs) as ran:
         assert any("npm run build" in code for code in ran)
     assert (client / "dist" / "sse.js").is_file() and (client / "dist" / "websocket.js").is_file()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The workflow runs `.ci/run`, which runs the test command the README gives."""
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    test_command = "make test"
+    assert any(b.code.strip() == test_command for b in shell_blocks(readme))
+    ci_lines = (TEMPLATE / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in [line.strip() for line in ci_lines]
+    workflows = list((TEMPLATE / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    steps = [
+        step.get("run", "")
+        for workflow in workflows
+        for job in yaml.safe_load(workflow.read_text(encoding="utf-8"))["jobs"].values()
+        for step in job["steps"]
+    ]
+    assert ".ci/run" in steps
