@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from readme_blocks import run_blocks, shell_blocks
+from readme_blocks import Block, run_blocks, shell_blocks
 from rendering import (
     COMBINATIONS,
     TEMPLATE,
@@ -35,6 +35,20 @@ def seed_venv(project: Path) -> None:
     site = next((venv / "lib").glob("python*/site-packages"))
     shared = [p for p in sys.path if p.endswith("site-packages")]
     (site / "_suite.pth").write_text("\n".join(shared) + "\n", encoding="utf-8")
+
+
+def reader_env(port: int) -> dict[str, str]:
+    """A reader's shell: no test or virtualenv variables, `make dev` on `port`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(
+        PORT=str(port),
+        # The seeded .venv builds the project with the suite's hatchling, offline.
+        PIP_NO_BUILD_ISOLATION="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.pop("REDIS_URL", None)  # `make dev` starts the bundled server, as on a fresh machine
+    return env
 
 
 def test_blocks_and_marks_are_read() -> None:
@@ -78,15 +92,7 @@ def test_the_readme_runs_as_written(tmp_path: Path, transport: str, broadcaster:
     # Only the port differs from what a reader pastes: each test server gets its own.
     readme = (project / "README.md").read_text(encoding="utf-8")
     blocks = shell_blocks(readme.replace(DEV_URL, f"127.0.0.1:{port}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
-    env.update(
-        PORT=str(port),
-        # The seeded .venv builds the project with the suite's hatchling, offline.
-        PIP_NO_BUILD_ISOLATION="0",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.pop("REDIS_URL", None)  # `make dev` starts the bundled server, as on a fresh machine
+    env = reader_env(port)
     logs = tmp_path / "logs"
     logs.mkdir()
     with run_blocks(blocks, project, env, logs) as ran:
@@ -154,3 +160,28 @@ def test_ci_runs_the_readme_test_command() -> None:
         for step in job["steps"]
     ]
     assert ".ci/run" in steps
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("broadcaster", ["memory", "redis"])
+def test_the_docs_commands_run_as_written(tmp_path: Path, broadcaster: str) -> None:
+    """With the service started as the README says, every shell block in docs/ works."""
+    require_tool("make")
+    require_tool("curl")
+    project = render(tmp_path / "out", transport="both", broadcaster=broadcaster)
+    seed_venv(project)
+    port = free_port()
+
+    def blocks_of(path: Path) -> list[Block]:
+        return shell_blocks(path.read_text(encoding="utf-8").replace(DEV_URL, f"127.0.0.1:{port}"))
+
+    readme = blocks_of(project / "README.md")
+    # The README's steps up to a running service: install, then `make dev`.
+    until_dev = next(i for i, b in enumerate(readme) if b.background) + 1
+    docs = sorted((project / "docs").glob("*.md"))
+    blocks = readme[:until_dev] + [b for doc in docs for b in blocks_of(doc)]
+    assert any(b.skipped for b in blocks) == (broadcaster == "redis")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with run_blocks(blocks, project, reader_env(port), logs) as ran:
+        assert any("loadtest" in code for code in ran)
