@@ -14,16 +14,16 @@ $(BIN)/.installed: requirements-dev.txt
 	touch $@
 
 test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests local_extensions.py
+	$(BIN)/ruff format --check hooks tests local_extensions.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
 	$(BIN)/cookiecutter --output-dir out .
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests local_extensions.py
+	$(BIN)/ruff format --check hooks tests local_extensions.py
 
 clean:
 	rm -rf $(VENV) out .cache
