@@ -27,6 +27,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/test_loadtest_sse.py",
         "client/src/sse*.ts",
         "client/test/sse*.test.ts",
+        "src/*/static/demo-sse.js",
     ),
     ("transport", "websocket"): (
         "src/*/transports/websocket.py",
@@ -37,6 +38,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/ws_client.py",
         "client/src/websocket*.ts",
         "client/test/websocket*.test.ts",
+        "src/*/static/demo-websocket.js",
     ),
     ("broadcaster", "memory"): (
         "compose.memory.yaml",

@@ -145,7 +145,7 @@ def run_blocks(
                     process.stdin.write(text.encode() + b"\n")
                     process.stdin.flush()
                 if url := block.marks.get("wait-url"):
-                    wait_until(lambda url=url: _answers(url), 90, f"{url} ({block.code!r})")
+                    wait_until(lambda url=url: _answers(url), 240, f"{url} ({block.code!r})")
                 if text := block.marks.get("wait-output"):
                     wait_until(
                         lambda job=job, text=text: (

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
 from .events import DEFAULT_EVENT_NAME, decode_json, encode_json
 from .metrics import CONTENT_TYPE_LATEST
+from .openapi import json_request_body
 from .permissions import is_valid_event_name
 from .service import Service, authenticate, check_channel, get_service
 
@@ -50,7 +51,7 @@ async def readyz(service: ServiceDep) -> dict[str, str] | JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus metrics of this worker."""
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -68,7 +69,30 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.post("/channels/{channel}/events", status_code=202)
+# The body is read by hand (to refuse an oversized one before buffering it), so
+# FastAPI can't see it: it is declared for the OpenAPI document instead.
+PUBLISH_OPENAPI = json_request_body(
+    PublishBody,
+    {"event": "chat.message", "data": {"text": "hello"}},
+    description="At most `MAX_MESSAGE_BYTES` bytes (413 beyond). `data` may be any JSON, "
+    "`null` included, except NaN and Infinity.",
+    fields={"event": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "minLength": 1, "maxLength": 64}},
+)
+
+
+@router.post(
+    "/channels/{channel}/events",
+    status_code=202,
+    openapi_extra=PUBLISH_OPENAPI,
+    responses={
+        400: {"description": "Bad channel or event name"},
+        401: {"description": "Missing, invalid or expired token"},
+        403: {"description": "The token may not publish to this channel"},
+        413: {"description": "Body larger than `MAX_MESSAGE_BYTES`"},
+        422: {"description": "Malformed body"},
+        503: {"description": "Broadcaster unavailable: nothing was published"},
+    },
+)
 async def publish(channel: str, request: Request, service: ServiceDep) -> Published:
     """Publish an event to `channel` (needs the `publish` permission)."""
     check_channel(channel)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import PROJECT_NAME, api, transports
+from . import PROJECT_NAME, api, demo, openapi, transports
 from .asgi import RealtimeApp
 from .auth import TokenVerifier
 from .broadcast import create_broadcaster
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = RealtimeApp(title=PROJECT_NAME, lifespan=lifespan)
     app.state.service = service
+    openapi.install(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     for router in transports.ROUTERS:
         app.include_router(router)
+    if settings.demo_page:
+        app.include_router(demo.router)
     return app
 
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     shutdown_grace: PositiveFloat = 5.0
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    # Development only: `/demo`, a page that can mint tokens for a browser on this machine.
+    demo_page: bool = False
 
     @model_validator(mode="before")
     @classmethod

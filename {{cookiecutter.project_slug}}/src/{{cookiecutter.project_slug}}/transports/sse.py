@@ -25,6 +25,7 @@ from ..broadcast import BroadcasterUnavailable
 from ..connections import CloseReason, Connection
 from ..events import Event
 from ..metrics import Metrics
+from ..openapi import TOKEN_REQUIRED
 from ..outbox import Outbox
 from ..service import Service, authenticate, check_channel, get_service
 
@@ -67,6 +68,45 @@ def _install_log_filter() -> None:
 _install_log_filter()
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+# The stream's items for the OpenAPI document, in the shape FastAPI gives its
+# own SSE routes: one object per event, its fields named as on the wire.
+EVENT_ITEM_SCHEMA = {
+    "oneOf": [
+        {
+            "title": "Event",
+            "description": "A published event, live or replayed, in publish order.",
+            "type": "object",
+            "required": ["id", "event", "data"],
+            "properties": {
+                "id": {"type": "string", "description": "Opaque; resume after it."},
+                "event": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "The published data as compact JSON.",
+                },
+            },
+        },
+        {
+            "title": "Resync",
+            "description": "Sent first when a resume can't be done without a gap: "
+            "refetch your state; live events follow.",
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {"event": {"const": "resync"}, "data": {"const": "{}"}},
+        },
+        {
+            "title": "Retry",
+            "description": "Milliseconds to wait before reconnecting.",
+            "type": "object",
+            "required": ["retry"],
+            "properties": {"retry": {"type": "integer", "minimum": 0}},
+        },
+    ],
+    "description": f"Heartbeats are comment lines ({HEARTBEAT.decode().strip()!r}) "
+    "sent after `HEARTBEAT_INTERVAL` seconds without an event.",
+}
 
 
 class SSEConnection(Connection):
@@ -296,7 +336,9 @@ class EventStreamResponse(Response):
     status_code=200,  # FastAPI can't read it off a response class without a body
     response_class=EventStreamResponse,
     response_description="The channel's events as a `text/event-stream`.",
+    openapi_extra={"security": TOKEN_REQUIRED},
     responses={
+        200: {"content": {"text/event-stream": {"itemSchema": EVENT_ITEM_SCHEMA}}},
         400: {"description": "Bad channel name"},
         401: {"description": "Missing, invalid or expired token"},
         403: {"description": "The token may not subscribe to this channel"},

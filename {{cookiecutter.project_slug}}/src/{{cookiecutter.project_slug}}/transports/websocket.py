@@ -16,6 +16,7 @@ from ..asgi import hand_off
 from ..auth import AuthError, bearer_token
 from ..service import service_of
 from ..settings import Settings
+from . import ws_asyncapi
 from .ws_connection import (
     POLICY_VIOLATION,
     SERVICE_RESTART,
@@ -26,6 +27,7 @@ from .ws_connection import (
 
 NAME = WebSocketConnection.transport
 router = APIRouter()
+router.include_router(ws_asyncapi.router)  # GET /asyncapi.json describes this endpoint
 
 
 @router.websocket("/ws")
