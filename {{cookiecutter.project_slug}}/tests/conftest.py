@@ -108,14 +108,28 @@ async def broadcaster(settings: Settings) -> AsyncIterator[Broadcaster]:
 
 @pytest.fixture
 def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start real uvicorn servers: `start_server(workers=1, **ENV_OVERRIDES)`; all killed after."""
+    """Start real uvicorn servers: `start_server(workers=1, **ENV_OVERRIDES)`; all killed after.
+
+    `factory="module:function"` serves the app that function builds (from `tests/`).
+    """
     started: list[ServerProcess] = []
 
     def start(
-        *, workers: int = 1, port: int | None = None, wait: bool = True, **env: str
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        wait: bool = True,
+        factory: str | None = None,
+        **env: str,
     ) -> ServerProcess:
         log = tmp_path / f"server-{len(started)}.log"
-        server = ServerProcess({**service_env, **env}, log, workers=workers, port=port)
+        server = ServerProcess(
+            {**service_env, **env},
+            log,
+            workers=workers,
+            port=port,
+            **({"app": factory, "extra_args": ("--factory",)} if factory else {}),
+        )
         started.append(server)
         return server.wait_ready() if wait else server
 

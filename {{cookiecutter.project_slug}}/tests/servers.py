@@ -44,6 +44,7 @@ class ServerProcess:
         *,
         workers: int = 1,
         port: int | None = None,
+        app: str = f"{PACKAGE}.main:app",
         extra_args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
@@ -53,7 +54,7 @@ class ServerProcess:
             sys.executable,
             "-m",
             "uvicorn",
-            f"{PACKAGE}.main:app",
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -62,9 +63,10 @@ class ServerProcess:
             *extra_args,
         ]
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        src = str(PROJECT_ROOT / "src")
+        # `tests/` too, for app factories defined there.
+        paths = (str(PROJECT_ROOT / "src"), str(PROJECT_ROOT / "tests"))
         full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (src, os.environ.get("PYTHONPATH", "")) if p
+            p for p in (*paths, os.environ.get("PYTHONPATH", "")) if p
         )
         self.process = subprocess.Popen(
             args,

@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
-from .events import DEFAULT_EVENT_NAME, decode_json, encode_json
+from .events import DEFAULT_EVENT_NAME, decode_json
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import json_request_body
 from .permissions import is_valid_event_name
+from .publisher import PublisherDep
 from .service import Service, authenticate, check_channel, get_service
 
 router = APIRouter()
@@ -93,11 +94,13 @@ PUBLISH_OPENAPI = json_request_body(
         503: {"description": "Broadcaster unavailable: nothing was published"},
     },
 )
-async def publish(channel: str, request: Request, service: ServiceDep) -> Published:
+async def publish(
+    channel: str, request: Request, service: ServiceDep, publisher: PublisherDep
+) -> Published:
     """Publish an event to `channel` (needs the `publish` permission)."""
     check_channel(channel)
-    principal = authenticate(service, request)
-    if not principal.can_publish(channel):
+    principal = await authenticate(service, request)
+    if not await service.authorizer.allows(principal, channel, "publish"):
         raise HTTPException(403, f"token may not publish to {channel!r}")
     raw = await _read_body(request, service.settings.max_message_bytes)
     try:
@@ -107,11 +110,10 @@ async def publish(channel: str, request: Request, service: ServiceDep) -> Publis
     if not is_valid_event_name(body.event):
         raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
     try:
-        event = await service.broadcaster.publish(channel, body.event, encode_json(body.data))
+        event_id = await publisher.publish(channel, body.data, event=body.event)
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
-    service.metrics.events_published.inc()
-    return Published(id=event.id, channel=channel)
+    return Published(id=event_id, channel=channel)
 
 
 def _describe(exc: Exception) -> str:

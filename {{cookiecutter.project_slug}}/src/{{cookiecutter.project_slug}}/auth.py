@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
+from .jwks import JwksKeys, UnknownSigningKey
 from .permissions import matches_any
 from .settings import Settings
 
@@ -24,6 +25,9 @@ class Principal:
     exp: float
     subscribe: tuple[str, ...]
     publish: tuple[str, ...]
+    # Every claim of the token, for authorization rules that use more than the
+    # channel patterns (roles, tenant, scopes).
+    claims: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def can_subscribe(self, channel: str) -> bool:
         """Whether the `subscribe` claim covers `channel`."""
@@ -50,22 +54,51 @@ def _patterns(claims: Mapping[str, object], name: str) -> tuple[str, ...]:
 
 
 class TokenVerifier:
-    """Checks tokens against the configured key, algorithm, audience and issuer."""
+    """Checks tokens against the configured key (or JWKS), algorithm, audience and issuer."""
 
     def __init__(self, settings: Settings) -> None:
-        self._key = settings.verification_key
+        self._jwks = JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self._key = None if self._jwks else settings.verification_key
         self._algorithm = settings.jwt_algorithm
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
 
+    async def start(self) -> None:
+        """Fetch the JWKS, if one is configured (a failure is logged, not fatal)."""
+        if self._jwks is not None:
+            await self._jwks.refresh()
+
     def verify(self, token: str | None) -> Principal:
-        """Return the token's principal, or raise `AuthError` saying what is wrong."""
+        """Return the token's principal, or raise `AuthError` saying what is wrong.
+
+        With a JWKS, only keys already cached are used: see `verify_async`.
+        """
         if not token:
             raise AuthError("missing token")
+        if self._jwks is None:
+            assert self._key is not None
+            return self._decode(token, self._key)
+        try:
+            key = self._jwks.cached_key(_key_id(token))
+        except UnknownSigningKey as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        return self._decode(token, key)
+
+    async def verify_async(self, token: str | None) -> Principal:
+        """`verify`, fetching the JWKS again (at most every 10 s) for a new key id."""
+        if not token or self._jwks is None:
+            return self.verify(token)
+        try:
+            key = await self._jwks.key_for(_key_id(token))
+        except UnknownSigningKey as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        return self._decode(token, key)
+
+    def _decode(self, token: str, key: str | jwt.PyJWK) -> Principal:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[self._algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
@@ -83,7 +116,16 @@ class TokenVerifier:
             exp=float(claims["exp"]),
             subscribe=_patterns(claims, "subscribe"),
             publish=_patterns(claims, "publish"),
+            claims=claims,
         )
+
+
+def _key_id(token: str) -> str | None:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    return kid if isinstance(kid, str) else None
 
 
 def bearer_token(authorization: str | None, query_token: str | None) -> str | None:

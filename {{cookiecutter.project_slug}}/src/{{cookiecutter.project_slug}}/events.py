@@ -9,8 +9,11 @@ DEFAULT_EVENT_NAME = "message"
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact JSON, UTF-8, never split over lines (SSE `data:` needs one line)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON, UTF-8, never split over lines (SSE `data:` needs one line).
+
+    `NaN` and `Infinity` are a `ValueError`: they aren't JSON.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def decode_json(raw: str | bytes) -> Any:

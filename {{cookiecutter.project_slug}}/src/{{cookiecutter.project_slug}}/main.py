@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import PROJECT_NAME, api, demo, openapi, transports
+from . import PROJECT_NAME, api, demo, jsonlogs, openapi, transports
 from .asgi import RealtimeApp
 from .auth import TokenVerifier
+from .authorization import Authorizer, Rule, authorize
 from .broadcast import create_broadcaster
 from .connections import ConnectionRegistry
 from .logs import configure_logging
@@ -26,14 +28,20 @@ from .shutdown import ShutdownSignals
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app from `settings` (read from the environment when omitted)."""
+def create_app(settings: Settings | None = None, *, authorize: Rule = authorize) -> FastAPI:
+    """Build the app from `settings` (read from the environment when omitted).
+
+    `authorize` decides who may subscribe or publish where (see `authorization.py`).
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    if settings.log_format == "json":
+        jsonlogs.use_json_lines()
     metrics = Metrics(transports.NAMES)
     service = Service(
         settings=settings,
         verifier=TokenVerifier(settings),
+        authorizer=Authorizer(authorize),
         broadcaster=create_broadcaster(settings),
         connections=ConnectionRegistry(
             settings.max_connections, settings.heartbeat_interval, metrics
@@ -45,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         signals = ShutdownSignals(service.connections.close_all, settings.shutdown_grace)
         signals.install()
+        await service.verifier.start()
         await service.broadcaster.start()
         metrics.track_broadcaster(service.broadcaster.is_up)
         service.connections.start()
@@ -96,6 +105,10 @@ def __getattr__(name: str) -> FastAPI:
         application = create_app()
     except Exception as exc:
         # One clear line instead of a traceback inside uvicorn's import.
-        raise SystemExit(f"{PROJECT_NAME} can't start: {exc}") from None
+        message = f"{PROJECT_NAME} can't start: {exc}"
+        if jsonlogs.requested():
+            print(jsonlogs.line("CRITICAL", __name__, message), file=sys.stderr)
+            raise SystemExit(1) from None
+        raise SystemExit(message) from None
     globals()["app"] = application
     return application

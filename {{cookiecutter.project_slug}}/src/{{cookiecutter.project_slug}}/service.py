@@ -8,6 +8,7 @@ from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 
 from .auth import AuthError, Principal, TokenVerifier, bearer_token
+from .authorization import Authorizer
 from .broadcast import Broadcaster
 from .connections import ConnectionRegistry
 from .metrics import Metrics
@@ -17,10 +18,11 @@ from .settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """Settings, token verifier, broadcaster, connection registry and metrics."""
+    """Settings, token verifier, authorization rule, broadcaster, connections and metrics."""
 
     settings: Settings
     verifier: TokenVerifier
+    authorizer: Authorizer
     broadcaster: Broadcaster
     connections: ConnectionRegistry
     metrics: Metrics
@@ -41,13 +43,13 @@ async def get_service(connection: HTTPConnection) -> Service:
     return service_of(connection)
 
 
-def authenticate(service: Service, connection: HTTPConnection) -> Principal:
+async def authenticate(service: Service, connection: HTTPConnection) -> Principal:
     """The request's principal; raises HTTP 401 for a missing, invalid or expired token."""
     token = bearer_token(
         connection.headers.get("authorization"), connection.query_params.get("token")
     )
     try:
-        return service.verifier.verify(token)
+        return await service.verifier.verify_async(token)
     except AuthError as exc:
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Development only: `/demo`, a page that can mint tokens for a browser on this machine.
     demo_page: bool = False
 
+    # Keys from an identity provider, and the shape of log lines.
+    jwt_jwks_url: str | None = None
+    log_format: Literal["text", "json"] = "text"
+
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, values: dict[str, object]) -> dict[str, object]:
@@ -58,6 +62,9 @@ class Settings(BaseSettings):
         level = values.get("log_level")
         if isinstance(level, str):
             values["log_level"] = level.upper()
+        log_format = values.get("log_format")
+        if isinstance(log_format, str):
+            values["log_format"] = log_format.lower()
         return values
 
     @model_validator(mode="after")
@@ -72,6 +79,11 @@ class Settings(BaseSettings):
                     "JWT_SECRET is the placeholder from .env.example: set a random one, e.g. "
                     "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
                 )
+            if self.jwt_jwks_url:
+                raise ValueError("JWT_JWKS_URL needs an RS*/ES* JWT_ALGORITHM, not HS*")
+        elif self.jwt_jwks_url:
+            if not self.jwt_jwks_url.startswith(("https://", "http://")):
+                raise ValueError("JWT_JWKS_URL must be an http(s):// URL")
         else:
             _ = self.verification_key  # fails early when the key can't be read
         return self

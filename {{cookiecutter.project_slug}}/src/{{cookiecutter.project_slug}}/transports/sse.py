@@ -359,8 +359,8 @@ async def stream_events(
     first when that can't be done without a gap.
     """
     check_channel(channel)
-    principal = authenticate(service, request)
-    if not principal.can_subscribe(channel):
+    principal = await authenticate(service, request)
+    if not await service.authorizer.allows(principal, channel, "subscribe"):
         raise HTTPException(403, f"token may not subscribe to {channel!r}")
     settings = service.settings
     connection = SSEConnection(

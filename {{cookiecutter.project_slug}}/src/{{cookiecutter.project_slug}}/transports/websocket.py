@@ -42,7 +42,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         websocket.headers.get("authorization"), websocket.query_params.get("token")
     )
     try:
-        principal = service.verifier.verify(token)
+        principal = await service.verifier.verify_async(token)
     except AuthError as exc:
         await close_quietly(websocket, POLICY_VIOLATION, str(exc))
         return

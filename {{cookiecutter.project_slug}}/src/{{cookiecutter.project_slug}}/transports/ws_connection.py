@@ -275,7 +275,7 @@ class WebSocketConnection(Connection):
             elif isinstance(frame, Publish):
                 await self._publish(frame)
             elif isinstance(frame, Refresh):
-                self._refresh(frame)
+                await self._refresh(frame)
             # A pong needs no answer: receiving it already reset the idle timer.
         except FrameError as exc:
             self._reply(error_frame(exc.code, exc.detail, exc.ref))
@@ -297,7 +297,7 @@ class WebSocketConnection(Connection):
 
     async def _subscribe(self, frame: Subscribe) -> None:
         channel, ref = frame.channel, frame.ref
-        if not self.principal.can_subscribe(channel):
+        if not await self._service.authorizer.allows(self.principal, channel, "subscribe"):
             raise FrameError("forbidden", f"token may not subscribe to {channel!r}", ref)
         broadcaster = self._service.broadcaster
         if channel in self.channels:
@@ -334,7 +334,7 @@ class WebSocketConnection(Connection):
 
     async def _publish(self, frame: Publish) -> None:
         channel, ref = frame.channel, frame.ref
-        if not self.principal.can_publish(channel):
+        if not await self._service.authorizer.allows(self.principal, channel, "publish"):
             raise FrameError("forbidden", f"token may not publish to {channel!r}", ref)
         try:
             event = await self._service.broadcaster.publish(
@@ -345,9 +345,9 @@ class WebSocketConnection(Connection):
         self._service.metrics.events_published.inc()
         self._reply(encode_frame("published", ref, channel=channel, id=event.id))
 
-    def _refresh(self, frame: Refresh) -> None:
+    async def _refresh(self, frame: Refresh) -> None:
         try:
-            principal = self._service.verifier.verify(frame.token)
+            principal = await self._service.verifier.verify_async(frame.token)
         except AuthError as exc:
             raise FrameError("forbidden", f"refresh refused: {exc}", frame.ref) from None
         if principal.sub != self.principal.sub:
