@@ -63,6 +63,11 @@ RENAMES: dict[str, str] = {
     "compose.redis.yaml": "compose.yaml",
 }
 
+# One `uv.lock` per combination of these answers, kept as `uv-locks/<answers>.lock`
+# (in this order, joined by `-`); the chosen one becomes `uv.lock`.
+LOCKS_DIR = "uv-locks"
+LOCK_KEYS: tuple[str, ...] = ("transport", "broadcaster")
+
 # What each answer of a prompt turns on (`both` is two transports).
 CHOICES_ENABLED: dict[tuple[str, str], tuple[str, ...]] = {
     ("transport", "both"): ("sse", "websocket"),
@@ -100,6 +105,18 @@ def rename_variants(root: Path) -> None:
     for variant, name in RENAMES.items():
         if (root / variant).exists():
             (root / variant).rename(root / name)
+
+
+def lock_name(context: dict[str, str]) -> str:
+    """The file name, in `uv-locks/`, of the lock for these answers."""
+    return "-".join(context[key] for key in LOCK_KEYS) + ".lock"
+
+
+def choose_lock(root: Path, context: dict[str, str]) -> None:
+    """Keep the lock of the chosen combination as `uv.lock`; drop the others."""
+    locks = root / LOCKS_DIR
+    (locks / lock_name(context)).rename(root / "uv.lock")
+    shutil.rmtree(locks)
 
 
 def record_answers(root: Path, context: dict[str, str]) -> None:
@@ -154,6 +171,7 @@ def main() -> None:
     root = Path.cwd()
     remove_unused_paths(root, context)
     rename_variants(root)
+    choose_lock(root, context)
     record_answers(root, context)
     wrote_env = write_env(root)
     print(next_steps(context["project_slug"], wrote_env), file=sys.stderr)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -213,18 +212,6 @@ async def publish(
 def fresh_connection_client() -> httpx.AsyncClient:
     """An HTTP client that opens a new connection per request, so each lands on any worker."""
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
-
-
-def worker_pids(supervisor_pid: int) -> set[int]:
-    """The worker processes of a `uvicorn --workers N` supervisor (Linux `/proc`)."""
-    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text()
-    workers = set()
-    for pid in children.split():
-        with contextlib.suppress(OSError):
-            # multiprocessing's resource tracker is a child too; workers are spawned.
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                workers.add(int(pid))
-    return workers
 
 
 def pubsub_clients(admin: redis.Redis, pids: set[int]) -> list[dict[str, Any]]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +34,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(message)
         time.sleep(0.02)
+
+
+def worker_pids(supervisor_pid: int) -> set[int]:
+    """The worker processes of a `uvicorn --workers N` supervisor (Linux `/proc`)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text()
+    workers = set()
+    for pid in children.split():
+        with contextlib.suppress(OSError):
+            # multiprocessing's resource tracker is a child too; workers are spawned.
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(int(pid))
+    return workers
 
 
 class ServerProcess:
@@ -131,3 +145,8 @@ class ServerProcess:
             self.process.wait(10)
         finally:
             self._log.close()
+            # Where the workers of a `--workers` server shared their metrics.
+            shutil.rmtree(
+                Path(tempfile.gettempdir()) / f"{PACKAGE}-metrics-{self.process.pid}",
+                ignore_errors=True,
+            )

@@ -28,9 +28,8 @@ from redis_clients import (
     pubsub_clients,
     subscribe_many,
     subscriber_connections,
-    worker_pids,
 )
-from servers import ServerProcess, wait_for
+from servers import ServerProcess, wait_for, worker_pids
 
 logger = logging.getLogger(__name__)
 

@@ -54,8 +54,8 @@ async def readyz(service: ServiceDep) -> dict[str, str] | JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(service: ServiceDep) -> Response:
-    """Prometheus metrics of this worker."""
-    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of the whole process group (every `--workers` worker)."""
+    return Response(await service.metrics_group.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

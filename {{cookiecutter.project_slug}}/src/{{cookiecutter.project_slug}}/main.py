@@ -21,6 +21,7 @@ from .broadcast import create_broadcaster
 from .connections import ConnectionRegistry
 from .logs import configure_logging
 from .metrics import Metrics
+from .metrics_group import MetricsGroup
 from .service import Service
 from .settings import Settings, load_settings
 from .shutdown import ShutdownSignals
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
             settings.max_connections, settings.heartbeat_interval, metrics
         ),
         metrics=metrics,
+        metrics_group=MetricsGroup(metrics),
     )
 
     @asynccontextmanager
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         await service.broadcaster.start()
         metrics.track_broadcaster(service.broadcaster.is_up)
         service.connections.start()
+        await service.metrics_group.start()
         # Everything built so far (modules, routes, models) lives as long as the
         # process. Frozen, it is left out of every full garbage collection, which
         # under fan-out load runs every few seconds and otherwise rescans it all
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
                 async with asyncio.timeout(settings.shutdown_grace):
                     await service.connections.wait_closed()
             await service.connections.stop()
+            await service.metrics_group.stop()
             await service.broadcaster.stop()
             signals.uninstall()
 

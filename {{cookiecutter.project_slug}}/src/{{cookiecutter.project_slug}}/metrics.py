@@ -1,4 +1,4 @@
-"""Prometheus metrics, in a registry of the app's own (per worker)."""
+"""Prometheus metrics, in a registry of the app's own (per worker; `metrics_group` adds workers up)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     disable_created_metrics,
-    generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -101,7 +100,3 @@ class Metrics:
     def track_broadcaster(self, is_up: Callable[[], bool]) -> None:
         """Read `realtime_broadcaster_up` from `is_up` at every scrape."""
         self.broadcaster_up.set_function(lambda: 1.0 if is_up() else 0.0)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)

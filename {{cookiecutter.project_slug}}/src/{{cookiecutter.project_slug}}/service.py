@@ -12,13 +12,15 @@ from .authorization import Authorizer
 from .broadcast import Broadcaster
 from .connections import ConnectionRegistry
 from .metrics import Metrics
+from .metrics_group import MetricsGroup
 from .permissions import is_valid_channel
 from .settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """Settings, token verifier, authorization rule, broadcaster, connections and metrics."""
+    """Settings, token verifier, authorization rule, broadcaster, connections and metrics
+    (its own and its worker group's)."""
 
     settings: Settings
     verifier: TokenVerifier
@@ -26,6 +28,7 @@ class Service:
     broadcaster: Broadcaster
     connections: ConnectionRegistry
     metrics: Metrics
+    metrics_group: MetricsGroup
 
 
 def service_of(connection: HTTPConnection) -> Service:
