@@ -22,6 +22,7 @@ OPTION_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
         "docs/sse.md",
         "tests/test_sse*.py",
         "tests/sse_client.py",
+        "tests/sse_extending_apps.py",
         "tests/test_websocket_with_sse*.py",
         "src/*/loadtest/sse.py",
         "tests/test_loadtest_sse.py",

@@ -110,7 +110,8 @@ async def broadcaster(settings: Settings) -> AsyncIterator[Broadcaster]:
 def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServerFactory]:
     """Start real uvicorn servers: `start_server(workers=1, **ENV_OVERRIDES)`; all killed after.
 
-    `factory="module:function"` serves the app that function builds (from `tests/`).
+    `factory="module:function"` serves the app that function builds (from `tests/`);
+    `health_path` is the URL readiness is polled on (under a mounted app's prefix).
     """
     started: list[ServerProcess] = []
 
@@ -120,6 +121,7 @@ def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[Server
         port: int | None = None,
         wait: bool = True,
         factory: str | None = None,
+        health_path: str = "/healthz",
         **env: str,
     ) -> ServerProcess:
         log = tmp_path / f"server-{len(started)}.log"
@@ -129,6 +131,7 @@ def start_server(service_env: dict[str, str], tmp_path: Path) -> Iterator[Server
             workers=workers,
             port=port,
             **({"app": factory, "extra_args": ("--factory",)} if factory else {}),
+            health_path=health_path,
         )
         started.append(server)
         return server.wait_ready() if wait else server

@@ -49,7 +49,7 @@ def worker_pids(supervisor_pid: int) -> set[int]:
 
 
 class ServerProcess:
-    """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess."""
+    """One `uvicorn {{ cookiecutter.project_slug }}.main:app` subprocess (or a test's own app)."""
 
     def __init__(
         self,
@@ -60,8 +60,10 @@ class ServerProcess:
         port: int | None = None,
         app: str = f"{PACKAGE}.main:app",
         extra_args: Sequence[str] = (),
+        health_path: str = "/healthz",
     ) -> None:
         self.port = port or free_port()
+        self.health_path = health_path
         self.log_path = log_path
         self._log = log_path.open("ab")
         args = [
@@ -107,7 +109,7 @@ class ServerProcess:
         return self.process.pid
 
     def wait_ready(self, timeout: float = 20) -> ServerProcess:
-        """Wait until `/healthz` answers; fail early if the process died."""
+        """Wait until `health_path` answers; fail early if the process died."""
 
         def up() -> bool:
             if self.process.poll() is not None:
@@ -115,7 +117,7 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.output()}"
                 )
             try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+                return httpx.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 

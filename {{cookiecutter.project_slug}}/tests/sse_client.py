@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -68,6 +69,7 @@ class SSEStream:
         self.ended = False  # the server finished the response (terminating chunk)
         self.cut_off = False  # the connection closed before the response was finished
         self._buffer = b""
+        self._gunzip: Any = None  # a decompressor, once the body turns out to be gzipped
 
     async def _read_head(self) -> None:
         status_line = await self._reader.readline()
@@ -78,6 +80,8 @@ class SSEStream:
         if "content-length" in self.headers:
             self.body = await self._reader.readexactly(int(self.headers["content-length"]))
             self.ended = True
+        if self.headers.get("content-encoding") == "gzip":
+            self._gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
     async def _read_chunk(self) -> bytes:
         """The next chunk of a chunked body; b"" at its end (or when cut off)."""
@@ -91,6 +95,8 @@ class SSEStream:
         except (asyncio.IncompleteReadError, ValueError, ConnectionError):
             self.cut_off = True
             return b""
+        if self._gunzip is not None:
+            return bytes(self._gunzip.decompress(chunk[:-2]))
         return chunk[:-2]
 
     async def next_frame(self, timeout: float = 5) -> Frame | None:
@@ -142,17 +148,25 @@ async def open_stream(
     last_event_id: str | None = None,
     query: dict[str, str] | None = None,
     timeout: float = 5,
+    prefix: str = "",
+    host: str | None = None,
+    gzip: bool = False,
 ) -> SSEStream:
-    """`GET /channels/<channel>/events` on 127.0.0.1:`port`; returns once the head is read."""
+    """`GET <prefix>/channels/<channel>/events` on 127.0.0.1:`port`; returns once the head is read.
+
+    `gzip` accepts a gzipped body (and decodes it); `host` replaces the `Host` header.
+    """
     params = dict(query or {})
     if query_token is not None:
         params["token"] = query_token
-    path = f"/channels/{channel}/events" + (f"?{urlencode(params)}" if params else "")
+    path = f"{prefix}/channels/{channel}/events" + (f"?{urlencode(params)}" if params else "")
     lines = [
         f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
+        f"Host: {host or f'127.0.0.1:{port}'}",
         "Accept: text/event-stream",
     ]
+    if gzip:
+        lines.append("Accept-Encoding: gzip")
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
     if last_event_id is not None:

@@ -1,10 +1,13 @@
-"""`RealtimeApp` and `hand_off`: a stream runs after its route has returned."""
+"""`RealtimeApp` and `hand_off`: a stream runs after its route has returned, unless middleware needs it inside."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -31,36 +34,33 @@ class RecordingStream:
 class StartThenHandOff(Response):
     """Starts the response through the middleware, then hands the stream off."""
 
-    def __init__(self, stream: RecordingStream) -> None:
+    def __init__(self, stream: RecordingStream, *, fail_after: bool = False) -> None:
         super().__init__(media_type="text/plain")
         self.stream = stream
+        self.fail_after = fail_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        hand_off(scope, self.stream)
+        await hand_off(scope, receive, send, self.stream)
+        if self.fail_after:
+            raise RuntimeError("boom")
 
 
-def make_app(log: list[str], *, fail_after_handoff: bool = False) -> RealtimeApp:
-    app = RealtimeApp()
+def make_app(
+    log: list[str], *, fail_after_handoff: bool = False, app: FastAPI | None = None
+) -> FastAPI:
+    app = app or RealtimeApp()
     app.add_middleware(CORSMiddleware, allow_origins=[ORIGIN])
 
     @app.get("/stream")
     async def stream(request: Request) -> Response:
         log.append("route")
-        return StartThenHandOff(RecordingStream(log))
-
-    if fail_after_handoff:
-
-        @app.middleware("http")
-        async def explode(request: Request, call_next: object) -> Response:
-            # Lets the route run (and hand off), then fails on the way out.
-            await call_next(request)  # type: ignore[operator]
-            raise RuntimeError("boom")
+        return StartThenHandOff(RecordingStream(log), fail_after=fail_after_handoff)
 
     return app
 
 
-async def call(app: RealtimeApp) -> list[Message]:
+async def call(app: FastAPI) -> list[Message]:
     """One GET /stream through the app; every message it sent, in order."""
     sent: list[Message] = []
 
@@ -107,7 +107,40 @@ async def test_a_stream_whose_request_fails_after_the_handoff_is_discarded() -> 
     assert log == ["route", "discard"]
 
 
-def test_hand_off_outside_a_realtime_app_is_an_error() -> None:
-    """Without `RealtimeApp` nothing would ever serve the stream: refuse loudly."""
-    with pytest.raises(RuntimeError, match="RealtimeApp"):
-        hand_off({"type": "http"}, RecordingStream([]))
+async def test_with_other_middleware_the_stream_runs_inside_it() -> None:
+    """A middleware that may touch bodies sees every chunk, and returns after the stream."""
+    log: list[str] = []
+    app = make_app(log)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        log.append("middleware returned")
+        response.headers["X-Seen"] = "yes"
+        return response
+
+    sent = await call(app)
+    assert log == ["route", "serve", "middleware returned"]
+    assert dict(sent[0]["headers"])[b"x-seen"] == b"yes"
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"ab"
+
+
+def test_only_header_only_middleware_keeps_the_handoff() -> None:
+    """The app decides when its stack is built: CORS alone hands off, anything else doesn't."""
+    cors_only = make_app([])
+    cors_only.build_middleware_stack()
+    assert isinstance(cors_only, RealtimeApp) and cors_only.hands_off
+    with_gzip = make_app([])
+    with_gzip.add_middleware(GZipMiddleware)
+    with_gzip.build_middleware_stack()
+    assert isinstance(with_gzip, RealtimeApp) and not with_gzip.hands_off
+
+
+async def test_outside_a_realtime_app_the_stream_runs_inside_the_route() -> None:
+    """In a plain FastAPI app (the routes included elsewhere) streams still work, inline."""
+    log: list[str] = []
+    sent = await call(make_app(log, app=FastAPI()))
+    assert log == ["route", "serve"]
+    assert b"".join(m["body"] for m in sent[1:]) == b"ab"

@@ -87,6 +87,13 @@ describe("RealtimeSSEClient", () => {
     assert.equal(c.state, "open");
   });
 
+  it("keeps the path prefix of a base URL (a service mounted under /realtime)", async () => {
+    const server = fakeServer();
+    client(server, { url: "https://app.example.com/realtime/" });
+    await waitFor(() => server.calls.length === 1, "the request");
+    assert.equal(server.calls[0]!.url, "https://app.example.com/realtime/channels/room%3A1/events");
+  });
+
   it("resumes with Last-Event-ID and a fresh token after the stream ends", async () => {
     const server = fakeServer();
     const c = client(server);

@@ -206,11 +206,35 @@ class SSEConnection(Connection):
             await asyncio.wait((self._writer, watcher))
             if self._close_timer is not None:
                 self._close_timer.cancel()
-        for task in (self._writer, watcher):
-            if not task.cancelled() and (error := task.exception()) is not None:
-                raise error  # a bug, not a client going away: let uvicorn log it
+        errors = [
+            error
+            for task in (self._writer, watcher)
+            if not task.cancelled() and (error := task.exception()) is not None
+        ]
+        if errors:
+            # A bug (ours, or a middleware's `send`), not a client going away.
+            # Logged here, once, with what only we know; raised, it would reach
+            # the middleware and the server, which log it again without context
+            # and may try to answer a response that has long started.
+            logger.error(
+                "SSE stream failed (sub=%r, channel=%r); ending it",
+                self.principal.sub,
+                self.channel,
+                exc_info=errors[0],
+            )
+            self.outbox.close()
+            await self._finish(send)
         if self.abandoned:
             _ABANDONED.set(True)
+
+    async def _finish(self, send: Send) -> None:
+        """End the response after a failure, if `send` still works; else give it up."""
+        try:
+            # Bounded: the client may have stopped reading too.
+            async with asyncio.timeout(self._close_limit):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:
+            self.abandoned = True  # the failure was already logged, with its cause
 
     async def _write(self, send: Send) -> None:
         await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
@@ -290,7 +314,7 @@ class EventStreamResponse(Response):
 
     Not `StreamingResponse`: the stream is driven by the connection's outbox and
     timers, a writer stuck in `send` must be stopped from outside, and the stream
-    runs after the route has returned (`asgi.hand_off`).
+    is served by `asgi.hand_off` (after the route has returned, when it can be).
     """
 
     media_type = "text/event-stream"
@@ -315,14 +339,18 @@ class EventStreamResponse(Response):
         except BaseException:
             self.discard()
             raise
-        hand_off(scope, self)
+        await hand_off(scope, receive, send, self)
 
     async def serve(self, receive: Receive, send: Send) -> None:
-        """Run the stream, then free the connection's subscription and slot."""
+        """Run the stream, free the connection's subscription and slot, then run `background`."""
         try:
             await self._connection.run(receive, send)
         finally:
             self.discard()
+        if self.background is not None:
+            # As `StreamingResponse` does: the route's `BackgroundTasks` run once
+            # the stream has ended.
+            await self.background()
 
     def discard(self) -> None:
         """Free the connection's subscription and registry slot."""

@@ -53,7 +53,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         else:
             await close_quietly(websocket, TRY_AGAIN_LATER, "too many connections")
         return
-    hand_off(websocket.scope, connection)
+    # The socket's own `receive`/`send`: inside the middleware they keep the
+    # connection state that Starlette checks, as any WebSocket route's would.
+    await hand_off(websocket.scope, websocket.receive, websocket.send, connection)
 
 
 def origin_allowed(settings: Settings, origin: str | None) -> bool:

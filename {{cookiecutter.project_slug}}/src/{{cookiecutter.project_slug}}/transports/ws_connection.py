@@ -1,7 +1,8 @@
 """One accepted WebSocket: a reader task, a writer task, and the state they share.
 
-It is served after the route has returned (`asgi.hand_off`), on the server's
-own ASGI `receive` and `send`. The reader handles client frames in order. The writer drains the connection's
+It is served by `asgi.hand_off`: after the route has returned, on the server's
+own ASGI `receive` and `send`, or inside the middleware when the app has some
+that may touch bodies. The reader handles client frames in order. The writer drains the connection's
 outbox onto the socket; it is the only task that ever waits on a slow client,
 so a client that stops reading holds up nobody but itself. The registry's ticker
 calls `tick` for heartbeats, the idle timeout and stuck-write detection, so a
@@ -110,8 +111,22 @@ class WebSocketConnection(Connection):
         finally:
             for task in (self._reader, self._writer):
                 task.cancel()
-            await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+            outcomes = await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+            channels = sorted(self.channels)
             self._release()
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        if errors:
+            # A bug (ours, or a middleware's `send`), not a client going away:
+            # logged once here, with the context only we have, and not raised
+            # into the middleware and the server, which would log it again.
+            logger.error(
+                "WebSocket connection failed (sub=%r, channels=%s); closing it",
+                self.principal.sub,
+                channels or "none",
+                exc_info=errors[0],
+            )
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": INTERNAL_ERROR, "reason": ""})
 
     def discard(self) -> None:
         """Free the connection's slot: it won't be served after all."""
@@ -213,7 +228,7 @@ class WebSocketConnection(Connection):
             if self._send_close:
                 code, reason = self._closing
                 await send({"type": "websocket.close", "code": code, "reason": reason})
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, WebSocketDisconnect):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
 
@@ -240,7 +255,11 @@ class WebSocketConnection(Connection):
                 await self._on_frame(message.get("text"), message.get("bytes"))
             except Exception:
                 # A bug must not leave a half-working connection behind.
-                logger.exception("websocket frame handling failed")
+                logger.exception(
+                    "WebSocket frame handling failed (sub=%r, channels=%s); closing it",
+                    self.principal.sub,
+                    sorted(self.channels) or "none",
+                )
                 self._begin_close(INTERNAL_ERROR, "internal error")
 
     async def _on_frame(self, text: str | None, data: bytes | None) -> None:
