@@ -138,7 +138,8 @@ def write_env(root: Path) -> bool:
     secret = secrets.token_urlsafe(48)
     env.write_text(
         "# Development settings; git-ignored. See README.md for every variable.\n"
-        f"JWT_SECRET={secret}\n",
+        f"JWT_SECRET={secret}\n"
+        "ENVIRONMENT=development\n",
         encoding="utf-8",
     )
     return True

@@ -171,6 +171,8 @@ class Subscriber:
                         self._heartbeat()
                         await ws.send('{"type":"pong"}')
                     elif kind == "subscribed":
+                        if self._opened.done() and frame.get("recovered") is False:
+                            self._record("", "resync", {})  # continuity lost: as SSE's `resync`
                         self._opened_now()
                     elif kind == "error":
                         raise ConnectionError(f"subscribe refused: {frame}")

@@ -151,6 +151,7 @@ async def open_stream(
     prefix: str = "",
     host: str | None = None,
     gzip: bool = False,
+    encoding: str = "utf-8",
 ) -> SSEStream:
     """`GET <prefix>/channels/<channel>/events` on 127.0.0.1:`port`; returns once the head is read.
 
@@ -174,6 +175,6 @@ async def open_stream(
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stream = SSEStream(reader, writer)
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode(encoding))
         await stream._read_head()
     return stream

@@ -19,6 +19,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.lost_channels: list[str] = []
         self.arrived = asyncio.Event()
 
     def deliver(self, event: Event) -> None:
@@ -27,6 +28,10 @@ class Recorder:
 
     def replay(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
+        self.arrived.set()
+
+    def lost(self, channel: str) -> None:
+        self.lost_channels.append(channel)
         self.arrived.set()
 
     @property

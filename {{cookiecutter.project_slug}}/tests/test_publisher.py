@@ -115,3 +115,15 @@ async def test_what_http_would_refuse_raises_invalid_event(
     await Publisher.of(app).publish("ok", "after")
     await live.wait_for(1)
     assert live.payloads == ["after"]
+
+
+async def test_publishing_from_python_takes_an_idempotency_key(app: FastAPI) -> None:
+    """A repeated key returns the first id and publishes nothing; a bad key is `InvalidEvent`."""
+    publisher = Publisher.of(app)
+    name = channel()
+    first = await publisher.publish(name, {"n": 1}, idempotency_key="job-7")
+    again = await publisher.publish(name, {"n": 1}, idempotency_key="job-7")
+    assert again == first
+    with pytest.raises(InvalidEvent, match="idempotency key"):
+        await publisher.publish(name, 1, idempotency_key="x" * 129)
+    assert await publisher.publish(name, {"n": 2}, idempotency_key="job-8") != first

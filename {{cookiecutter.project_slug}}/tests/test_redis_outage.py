@@ -58,7 +58,11 @@ async def three_more_heartbeats(subscriber: Subscriber) -> None:
 async def test_redis_outage_is_reported_and_recovered_on_open_connections(
     start_server: ServerFactory, own_redis: RedisServerProcess, make_token: TokenFactory
 ) -> None:
-    """Down: readyz and publish 503, streams stay open with heartbeats. Back: live on the same streams."""
+    """Down: readyz and publish 503, streams stay open with heartbeats. Back: live on the same streams.
+
+    The restarted Redis has lost the history (it keeps nothing on disk), so every
+    stream is told so with a resync before the first event after the outage.
+    """
     server: ServerProcess = start_server(workers=2, REDIS_URL=own_redis.url)
     ch = f"outage-test:{uuid.uuid4().hex}"
     token = make_token()
@@ -98,9 +102,13 @@ async def test_redis_outage_is_reported_and_recovered_on_open_connections(
             logger.warning("ready again %.2f s after redis restarted", recovery)
             # A worker that isn't back yet backfills this event once it is.
             assert (await publish(http, server.url, ch, "after", token)).status_code == 202
-            await asyncio.gather(*(s.wait_for_events(2, timeout=10) for s in subscribers))
+            await asyncio.gather(*(s.wait_for_events(3, timeout=10) for s in subscribers))
         for subscriber in subscribers:
-            assert subscriber.payloads == ["before", "after"]
+            assert [(e.name, e.data) for e in subscriber.events] == [
+                ("message", "before"),
+                ("resync", {}),
+                ("message", "after"),
+            ]
             assert not subscriber.closed
     finally:
         await close_all(subscribers)

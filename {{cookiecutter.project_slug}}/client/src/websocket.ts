@@ -53,7 +53,7 @@ export interface RealtimeWebSocketClientOptions {
 type ServerFrame =
   | { type: "message"; channel: string; id: string; event: string; data: unknown }
   | { type: "subscribed"; channel: string; recovered: boolean; ref?: string }
-  | { type: "unsubscribed"; channel: string; ref?: string }
+  | { type: "unsubscribed"; channel: string; reason?: string; ref?: string }
   | { type: "published"; channel: string; id: string; ref?: string }
   | { type: "refreshed"; ref?: string }
   | { type: "ping" }
@@ -79,6 +79,8 @@ interface QueuedPublish {
   channel: string;
   data: unknown;
   event: string | undefined;
+  /** Sent with every attempt: the server stores the publish once, however often it is retried. */
+  key: string;
   resolve(value: { id: string }): void;
   reject(error: RealtimeError): void;
 }
@@ -170,13 +172,16 @@ export class RealtimeWebSocketClient {
 
   /**
    * Publish `data` to `channel`. While disconnected the publish waits in a
-   * bounded queue and is sent on reconnect. A publish whose answer was lost
-   * with the connection rejects rather than risk sending it twice.
+   * bounded queue and is sent on reconnect. Every publish carries an
+   * idempotency key of its own, so one whose answer was lost with the
+   * connection (or that met `unavailable`) is simply sent again: the server
+   * stores it once and answers every attempt with the same id.
    */
   publish(channel: string, data: unknown, event?: string): Promise<{ id: string }> {
     if (this.lifecycle.closed) return Promise.reject(closedError());
     return new Promise((resolve, reject) => {
-      const item: QueuedPublish = { channel, data, event, resolve, reject };
+      const key = newIdempotencyKey();
+      const item: QueuedPublish = { channel, data, event, key, resolve, reject };
       if (this.isOpen()) {
         this.sendPublish(item);
       } else if (this.queue.length >= this.maxQueued) {
@@ -295,7 +300,33 @@ export class RealtimeWebSocketClient {
         return;
       default:
         if ("ref" in frame && frame.ref !== undefined) this.settle(frame.ref, frame);
+        else if (frame.type === "subscribed" && !frame.recovered) this.resync(frame.channel);
+        else if (frame.type === "unsubscribed") this.revoked(frame.channel, frame.reason);
     }
+  }
+
+  /** The server lost continuity on a live subscription: events may be missing. */
+  private resync(channel: string): void {
+    if (!this.subscriptions.has(channel)) return;
+    for (const handler of [...this.resyncHandlers]) {
+      try {
+        handler(channel);
+      } catch (e) {
+        reportHandlerError(e);
+      }
+    }
+  }
+
+  /** The server ended a subscription by itself (a refreshed token no longer allows it). */
+  private revoked(channel: string, reason: string | undefined): void {
+    const subscription = this.subscriptions.get(channel);
+    if (!subscription) return;
+    this.subscriptions.delete(channel);
+    const error = new RealtimeError(`unsubscribed from ${channel}${reason ? `: ${reason}` : ""}`, {
+      reason: "forbidden",
+    });
+    settleWaiters(subscription, error);
+    this.lifecycle.emitError(error);
   }
 
   private deliver(frame: Extract<ServerFrame, { type: "message" }>): void {
@@ -355,12 +386,32 @@ export class RealtimeWebSocketClient {
   }
 
   private sendPublish(item: QueuedPublish): void {
-    const frame: Record<string, unknown> = { type: "publish", channel: item.channel, data: item.data };
+    const frame: Record<string, unknown> = {
+      type: "publish",
+      channel: item.channel,
+      data: item.data,
+      idempotency_key: item.key,
+    };
     if (item.event !== undefined) frame["event"] = item.event;
     this.request(frame).then(
       (reply) => item.resolve({ id: reply.type === "published" ? reply.id : "" }),
-      item.reject,
+      (error: RealtimeError) => {
+        if (error.reason === "lost" && !this.lifecycle.closed) {
+          // Maybe stored, maybe not: the same key on the next connection settles it.
+          this.queue.push(item);
+        } else if (error.reason === "unavailable" && !this.lifecycle.closed) {
+          setTimeout(() => this.retryPublish(item), TRANSIENT_RETRY_MS);
+        } else {
+          item.reject(error);
+        }
+      },
     );
+  }
+
+  private retryPublish(item: QueuedPublish): void {
+    if (this.lifecycle.closed) item.reject(closedError());
+    else if (this.isOpen()) this.sendPublish(item);
+    else this.queue.push(item);
   }
 
   /** Send `frame` with a fresh `ref`; resolves with the server's answer to it. */
@@ -456,6 +507,16 @@ export class RealtimeWebSocketClient {
     this.queue = [];
     for (const subscription of this.subscriptions.values()) settleWaiters(subscription, error);
   }
+}
+
+/**
+ * A fresh idempotency key: 32 hex digits from the platform's CSPRNG
+ * (`getRandomValues`, unlike `randomUUID`, works on plain-http pages too).
+ */
+export function newIdempotencyKey(): string {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** `https://host/base` → `wss://host/base/ws` (relative URLs resolve against the page). */

@@ -194,6 +194,79 @@ describe("RealtimeWebSocketClient", () => {
     assert.deepEqual(await Promise.all([first, second]), [{ id: "id-0" }, { id: "id-1" }]);
   });
 
+  it("sends an idempotency key with every publish, a new one per publish", async () => {
+    const { client, sockets, last } = setup();
+    await waitFor(() => sockets.length === 1, "the socket");
+    client.publish("a", 1).catch(() => {});
+    last().open();
+    client.publish("a", 2).catch(() => {});
+    const keys = last().sentOf("publish").map((f) => f["idempotency_key"]);
+    assert.equal(keys.length, 2);
+    for (const key of keys) assert.match(String(key), /^[0-9a-f]{32}$/);
+    assert.notEqual(keys[0], keys[1]);
+  });
+
+  it("resends a publish whose answer was lost, with the same key, on the next connection", async () => {
+    const { client, sockets, last } = setup();
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const published = client.publish("a", { n: 1 });
+    const sent = last().sentOf("publish")[0]!;
+    last().serverClose(1012, "server restarting");
+    await waitFor(() => sockets.length === 2, "the reconnect", 3000);
+    last().open();
+    const resent = last().sentOf("publish")[0]!;
+    assert.equal(resent["idempotency_key"], sent["idempotency_key"]);
+    assert.deepEqual(resent["data"], { n: 1 });
+    last().frame({ type: "published", channel: "a", id: "first-id", ref: resent["ref"] });
+    assert.deepEqual(await published, { id: "first-id" });
+  });
+
+  it("retries a publish answered `unavailable`, with the same key", async () => {
+    const { client, sockets, last } = setup();
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const published = client.publish("a", 1);
+    const first = last().sentOf("publish")[0]!;
+    last().frame({ type: "error", code: "unavailable", detail: "redis down", ref: first["ref"] });
+    await waitFor(() => last().sentOf("publish").length === 2, "the retry", 3000);
+    const retry = last().sentOf("publish")[1]!;
+    assert.equal(retry["idempotency_key"], first["idempotency_key"]);
+    last().frame({ type: "published", channel: "a", id: "id-1", ref: retry["ref"] });
+    assert.deepEqual(await published, { id: "id-1" });
+  });
+
+  it("calls onResync when the server reports lost continuity on a live subscription", async () => {
+    const { client, sockets, last } = setup();
+    const resyncs: string[] = [];
+    client.onResync((channel) => resyncs.push(channel));
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const subscribed = client.subscribe("a", () => {});
+    last().confirmSubscribes();
+    await subscribed;
+    last().frame({ type: "subscribed", channel: "a", recovered: false });
+    last().frame({ type: "subscribed", channel: "not-mine", recovered: false });
+    assert.deepEqual(resyncs, ["a"]);
+  });
+
+  it("forgets a subscription the server revoked, reporting why", async () => {
+    const { client, sockets, errors, last } = setup();
+    await waitFor(() => sockets.length === 1, "the socket");
+    last().open();
+    const received: unknown[] = [];
+    const subscribed = client.subscribe("a", (data) => received.push(data));
+    last().confirmSubscribes();
+    await subscribed;
+    last().frame({ type: "unsubscribed", channel: "a", reason: "not allowed any more" });
+    last().frame({ type: "message", channel: "a", id: "1", event: "message", data: 1 });
+    assert.deepEqual(received, []);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /unsubscribed from a: not allowed any more/);
+    assert.equal(errors[0]!.fatal, false);
+    assert.equal(client.state, "open");
+  });
+
   it("rejects a publish the server refused, keeping the connection", async () => {
     const { client, sockets, last } = setup();
     await waitFor(() => sockets.length === 1, "the socket");

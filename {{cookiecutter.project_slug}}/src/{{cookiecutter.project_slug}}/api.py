@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
-from .events import DEFAULT_EVENT_NAME, decode_json
+from .events import DEFAULT_EVENT_NAME, decode_json, is_valid_idempotency_key
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import json_request_body
 from .permissions import is_valid_event_name
-from .publisher import PublisherDep
+from .publisher import InvalidEvent, PublisherDep
 from .service import Service, authenticate, check_channel, get_service
 
 router = APIRouter()
@@ -76,7 +76,7 @@ PUBLISH_OPENAPI = json_request_body(
     PublishBody,
     {"event": "chat.message", "data": {"text": "hello"}},
     description="At most `MAX_MESSAGE_BYTES` bytes (413 beyond). `data` may be any JSON, "
-    "`null` included, except NaN and Infinity.",
+    "`null` included, except NaN, Infinity, numbers beyond a double and lone surrogates.",
     fields={"event": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "minLength": 1, "maxLength": 64}},
 )
 
@@ -86,19 +86,32 @@ PUBLISH_OPENAPI = json_request_body(
     status_code=202,
     openapi_extra=PUBLISH_OPENAPI,
     responses={
-        400: {"description": "Bad channel or event name"},
+        400: {"description": "Bad channel name, event name or Idempotency-Key"},
         401: {"description": "Missing, invalid or expired token"},
         403: {"description": "The token may not publish to this channel"},
         413: {"description": "Body larger than `MAX_MESSAGE_BYTES`"},
-        422: {"description": "Malformed body"},
-        503: {"description": "Broadcaster unavailable: nothing was published"},
+        422: {"description": "Malformed body, or data with no JSON form"},
+        503: {
+            "description": "Broadcaster unavailable: the event may or may not have been "
+            "stored; retry with the same Idempotency-Key to publish it exactly once"
+        },
     },
 )
 async def publish(
-    channel: str, request: Request, service: ServiceDep, publisher: PublisherDep
+    channel: str,
+    request: Request,
+    service: ServiceDep,
+    publisher: PublisherDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Published:
-    """Publish an event to `channel` (needs the `publish` permission)."""
+    """Publish an event to `channel` (needs the `publish` permission).
+
+    With an `Idempotency-Key` already used on this channel within `HISTORY_TTL`,
+    nothing is published and the answer carries the first publish's id.
+    """
     check_channel(channel)
+    if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
+        raise HTTPException(400, "invalid Idempotency-Key: use 1-128 printable ASCII characters")
     principal = await authenticate(service, request)
     if not await service.authorizer.allows(principal, channel, "publish"):
         raise HTTPException(403, f"token may not publish to {channel!r}")
@@ -110,7 +123,11 @@ async def publish(
     if not is_valid_event_name(body.event):
         raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
     try:
-        event_id = await publisher.publish(channel, body.data, event=body.event)
+        event_id = await publisher.publish(
+            channel, body.data, event=body.event, idempotency_key=idempotency_key
+        )
+    except InvalidEvent as exc:
+        raise HTTPException(422, str(exc)) from None
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
     return Published(id=event_id, channel=channel)

@@ -62,6 +62,7 @@ class TokenVerifier:
         self._algorithm = settings.jwt_algorithm
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
+        self._max_ttl = settings.jwt_max_ttl
 
     async def start(self) -> None:
         """Fetch the JWKS, if one is configured (a failure is logged, not fatal)."""
@@ -111,6 +112,9 @@ class TokenVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise AuthError("invalid token: 'sub' must be a non-empty string")
+        if self._max_ttl is not None:
+            # PyJWT has checked that `iat`, when present, reads as an integer.
+            check_lifetime(float(claims["exp"]), claims.get("iat"), self._max_ttl)
         return Principal(
             sub=sub,
             exp=float(claims["exp"]),
@@ -118,6 +122,17 @@ class TokenVerifier:
             publish=_patterns(claims, "publish"),
             claims=claims,
         )
+
+
+def check_lifetime(exp: float, iat: object, max_ttl: float) -> None:
+    """Refuse a token that lives longer than `max_ttl` seconds (`JWT_MAX_TTL`).
+
+    Its lifetime is `exp - iat`; without `iat`, what is left of it (`exp - now`),
+    which is the least it can be.
+    """
+    start = float(iat) if isinstance(iat, int | float | str) else time.time()
+    if exp - start > max_ttl:
+        raise AuthError(f"invalid token: it lives longer than JWT_MAX_TTL ({max_ttl:g} s)")
 
 
 def _key_id(token: str) -> str | None:

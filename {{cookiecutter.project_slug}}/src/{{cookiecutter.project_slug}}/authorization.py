@@ -8,8 +8,9 @@ principal, the channel and the action; it returns `True` to allow.
 
 It is asked on every SSE stream request, every WebSocket `subscribe` and
 `publish` frame and every HTTP publish, always with the connection's current
-principal: after a WebSocket `refresh`, the new token's. Subscriptions a
-connection already holds are not asked again at `refresh`. An exception raised
+principal: after a WebSocket `refresh`, the new token's, and then also for
+every subscription the connection already holds (those it refuses are ended
+with `unsubscribed` and a reason). An exception raised
 by a rule refuses the request as a server error (HTTP 500, or the WebSocket
 connection closes with 1011) and is logged.
 """

@@ -29,6 +29,14 @@ class CloseReason(enum.Enum):
     OVERLOADED = "too many connections"
 
 
+class Refusal(enum.Enum):
+    """Why the registry won't admit a connection; each transport answers it its own way."""
+
+    SHUTTING_DOWN = "server shutting down"
+    FULL = "too many connections"
+    SUBJECT_FULL = "too many connections for this subject"
+
+
 class Connection(ABC):
     """What the registry needs of an open connection, whatever its transport."""
 
@@ -62,10 +70,23 @@ class Connection(ABC):
 
 
 class ConnectionRegistry:
-    """Every open connection of this worker, bounded by `MAX_CONNECTIONS`."""
+    """Every open connection of this worker, bounded by `MAX_CONNECTIONS`.
 
-    def __init__(self, max_connections: int, heartbeat_interval: float, metrics: Metrics) -> None:
+    With `max_per_subject` > 0 (`MAX_CONNECTIONS_PER_SUBJECT`), one token `sub`
+    holds at most that many of them, so that one leaked or abused token can't
+    take every slot.
+    """
+
+    def __init__(
+        self,
+        max_connections: int,
+        heartbeat_interval: float,
+        metrics: Metrics,
+        max_per_subject: int = 0,
+    ) -> None:
         self._max = max_connections
+        self._max_per_subject = max_per_subject
+        self._per_subject: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self._metrics = metrics
         self._tick_period = min(heartbeat_interval / 4, 1.0)
@@ -76,21 +97,36 @@ class ConnectionRegistry:
     def __len__(self) -> int:
         return len(self._connections)
 
-    def admit(self, connection: Connection) -> bool:
-        """Register `connection`, or refuse it (full or shutting down)."""
-        if self.shutting_down or len(self._connections) >= self._max:
+    def admit(self, connection: Connection) -> Refusal | None:
+        """Register `connection` (None), or say why it is refused."""
+        sub = connection.principal.sub
+        refusal = None
+        if self.shutting_down:
+            refusal = Refusal.SHUTTING_DOWN
+        elif len(self._connections) >= self._max:
+            refusal = Refusal.FULL
+        elif self._max_per_subject and self._per_subject.get(sub, 0) >= self._max_per_subject:
+            refusal = Refusal.SUBJECT_FULL
+        if refusal is not None:
             self._metrics.rejected_connections.labels(connection.transport).inc()
-            return False
+            return refusal
         self._connections.add(connection)
+        self._per_subject[sub] = self._per_subject.get(sub, 0) + 1
         self._emptied.clear()
         self._metrics.connections.labels(connection.transport).inc()
         connection.schedule_expiry()
-        return True
+        return None
 
     def release(self, connection: Connection) -> None:
         """Forget `connection`; its slot is free at once."""
         if connection in self._connections:
             self._connections.remove(connection)
+            sub = connection.principal.sub
+            left = self._per_subject[sub] - 1
+            if left:
+                self._per_subject[sub] = left
+            else:
+                del self._per_subject[sub]
             connection.cancel_expiry()
             self._metrics.connections.labels(connection.transport).dec()
         if not self._connections:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-# `token=<jwt>` in a query string; also the bare JWT shape, wherever it appears.
-_TOKEN_QUERY_RE = re.compile(r"(?i)(\btoken=)[^&\s\"']*")
+# `token=<jwt>` in a query string, the name spelled plainly or percent-encoded
+# (`%74oken=` is the same parameter once decoded); also the bare JWT shape,
+# wherever it appears (an `Authorization` header inside a logged ASGI scope).
+_TOKEN_QUERY_RE = re.compile(
+    r"(?i)((?<![\w%])(?:t|%[57]4)(?:o|%[46]f)(?:k|%[46]b)(?:e|%[46]5)(?:n|%[46]e)=)[^&\s\"']*"
+)
 _JWT_RE = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")
 REDACTED = "[redacted]"
 
@@ -24,17 +28,32 @@ class RedactTokens(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        record.msg = _clean(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(_clean(arg) for arg in record.args)
         elif isinstance(record.args, dict):
             record.args = {key: _clean(value) for key, value in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            # Formatted here, once, so that the traceback's text is cleaned too.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 
 def _clean(value: object) -> object:
-    return redact(value) if isinstance(value, str) else value
+    """`value` with tokens redacted; anything else keeps its type.
+
+    Not only strings: uvicorn's `trace` level logs the whole ASGI scope (query
+    string and headers as bytes) as one dict argument. Such a value is replaced
+    by its redacted text only when it held a token, so `%d` and friends still
+    get their numbers.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    text = str(value)
+    cleaned = redact(text)
+    return value if cleaned == text else cleaned
 
 
 _LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "websockets")

@@ -45,7 +45,10 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         authorizer=Authorizer(authorize),
         broadcaster=create_broadcaster(settings),
         connections=ConnectionRegistry(
-            settings.max_connections, settings.heartbeat_interval, metrics
+            settings.max_connections,
+            settings.heartbeat_interval,
+            metrics,
+            max_per_subject=settings.max_connections_per_subject,
         ),
         metrics=metrics,
         metrics_group=MetricsGroup(metrics),
@@ -53,6 +56,8 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for warning in settings.startup_warnings():
+            logger.warning(warning)
         signals = ShutdownSignals(service.connections.close_all, settings.shutdown_grace)
         signals.install()
         await service.verifier.start()
@@ -86,10 +91,10 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST"],
 {% if cookiecutter.transport == "websocket" %}
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
 {% else %}
         # Last-Event-ID: a fetch-based SSE client resumes with it.
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
 {% endif %}
         expose_headers=["Retry-After"],
     )

@@ -24,13 +24,28 @@ class Outbox(Generic[T]):
     (heartbeats, replies) are bounded by their own producers.
     """
 
-    __slots__ = ("_items", "_live", "_maxsize", "_on_overflow", "_waiter", "closed", "overflowed")
+    __slots__ = (
+        "_items",
+        "_live",
+        "_maxsize",
+        "_on_lost",
+        "_on_overflow",
+        "_waiter",
+        "closed",
+        "overflowed",
+    )
 
-    def __init__(self, maxsize: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        on_overflow: Callable[[], None],
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
         self._items: deque[Event | T] = deque()
         self._live = 0  # live events among `_items`: what `maxsize` bounds
         self._maxsize = maxsize
         self._on_overflow = on_overflow
+        self._on_lost = on_lost
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.overflowed = False
@@ -59,6 +74,11 @@ class Outbox(Generic[T]):
         if not self.closed:
             self._items.extend(events)
             self._wake()
+
+    def lost(self, channel: str) -> None:
+        """The broadcaster lost continuity on `channel`: the connection queues its resync marker."""
+        if not self.closed and self._on_lost is not None:
+            self._on_lost(channel)
 
     def push(self, item: T, *, urgent: bool = False) -> None:
         """Queue a control item; `urgent` ones jump ahead of queued events."""

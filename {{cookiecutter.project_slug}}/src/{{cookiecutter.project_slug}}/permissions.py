@@ -21,11 +21,37 @@ def is_valid_event_name(name: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _compile(pattern: str) -> re.Pattern[str]:
+def _parts(pattern: str) -> tuple[str, ...]:
     # Only `*` is special; every other character matches itself.
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+    return tuple(pattern.split("*"))
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Whether `pattern` (`*` = any run of characters) matches all of `name`.
+
+    Not a regex: `a*a*a*a*b` against a long run of `a` backtracks exponentially
+    in one, freezing the event loop. Here the literal pieces between stars are
+    found left to right, each at its first place after the previous one (for
+    `*`-only globs the leftmost choice never loses a match), so the work is
+    bounded by the lengths of the pattern and the name.
+    """
+    parts = _parts(pattern)
+    if len(parts) == 1:
+        return pattern == name
+    first, *middle, last = parts
+    if len(first) + len(last) > len(name):
+        return False
+    if not name.startswith(first) or not name.endswith(last):
+        return False
+    position, end = len(first), len(name) - len(last)
+    for piece in middle:
+        found = name.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
 
 
 def matches_any(patterns: Iterable[str], channel: str) -> bool:
     """Whether any glob pattern (`*` = any run of characters) matches `channel`."""
-    return any(_compile(p).fullmatch(channel) is not None for p in patterns)
+    return any(glob_match(p, channel) for p in patterns)

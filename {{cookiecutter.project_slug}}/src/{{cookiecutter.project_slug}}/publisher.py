@@ -15,7 +15,7 @@ from fastapi import Depends
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
-from .events import DEFAULT_EVENT_NAME, encode_json
+from .events import DEFAULT_EVENT_NAME, encode_json, is_valid_idempotency_key
 from .permissions import is_valid_channel, is_valid_event_name
 from .service import Service, service_of
 
@@ -38,17 +38,30 @@ class Publisher:
         service: Service = app.state.service
         return cls(service)
 
-    async def publish(self, channel: str, data: Any, *, event: str = DEFAULT_EVENT_NAME) -> str:
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event: str = DEFAULT_EVENT_NAME,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Publish `data` (anything JSON can encode) to `channel`; returns the event id.
 
         Raises `InvalidEvent` for a bad channel or event name, data JSON can't
-        encode or data larger than `MAX_MESSAGE_BYTES`, and
-        `BroadcasterUnavailable` when the event could not be stored and sent on.
+        encode (`inf`, `nan` and lone surrogates included) or data larger than
+        `MAX_MESSAGE_BYTES`, and `BroadcasterUnavailable` when the event could
+        not be stored and sent on. With an `idempotency_key` (1-128 printable
+        ASCII characters) already used on `channel` within `HISTORY_TTL`, nothing
+        is published and the first publish's id is returned: a call that raised
+        `BroadcasterUnavailable` may be retried with the same key safely.
         """
         if not is_valid_channel(channel):
             raise InvalidEvent(f"invalid channel name {channel!r}")
         if not is_valid_event_name(event):
             raise InvalidEvent(f"invalid event name {event!r}")
+        if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
+            raise InvalidEvent("invalid idempotency key: use 1-128 printable ASCII characters")
         try:
             payload = encode_json(data)
         except (TypeError, ValueError) as exc:
@@ -56,8 +69,11 @@ class Publisher:
         limit = self._service.settings.max_message_bytes
         if len(payload) > limit:
             raise InvalidEvent(f"data larger than MAX_MESSAGE_BYTES ({limit} bytes)")
-        published = await self._service.broadcaster.publish(channel, event, payload)
-        self._service.metrics.events_published.inc()
+        published = await self._service.broadcaster.publish(
+            channel, event, payload, idempotency_key
+        )
+        if not published.duplicate:
+            self._service.metrics.events_published.inc()
         return published.id
 
 

@@ -6,7 +6,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 JwtAlgorithm = Literal[
@@ -48,6 +55,14 @@ class Settings(BaseSettings):
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
     # Development only: `/demo`, a page that can mint tokens for a browser on this machine.
     demo_page: bool = False
+    # Bounds that keep one client (or one token) from taking what everyone shares.
+{% if cookiecutter.broadcaster == "memory" %}
+    history_max_bytes: PositiveInt = 268435456
+{% endif %}
+    max_connections_per_subject: NonNegativeInt = 0  # 0: no limit
+    jwt_max_ttl: PositiveInt | None = None  # seconds; unset: any lifetime
+    # `development` (the rendered `.env` says so) silences the startup warnings.
+    environment: Literal["development", "production"] = "production"
 
     # Keys from an identity provider, and the shape of log lines.
     jwt_jwks_url: str | None = None
@@ -113,6 +128,19 @@ class Settings(BaseSettings):
     def allows_any_origin(self) -> bool:
         """Whether `ALLOWED_ORIGINS` is the wildcard."""
         return "*" in self.allowed_origins
+
+    def startup_warnings(self) -> list[str]:
+        """Settings that are fine for development but risky in production."""
+        if self.environment == "development":
+            return []
+        warnings = []
+        if self.allows_any_origin and self.jwt_audience is None:
+            warnings.append(
+                "ALLOWED_ORIGINS is * and JWT_AUDIENCE is unset: any web page can use a "
+                "visitor's token here, and tokens minted for other services are accepted; "
+                "list your origins, set JWT_AUDIENCE (or ENVIRONMENT=development)"
+            )
+        return warnings
 
 
 def load_settings(**overrides: object) -> Settings:

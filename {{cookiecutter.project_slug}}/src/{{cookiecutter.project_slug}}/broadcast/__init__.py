@@ -22,5 +22,7 @@ def create_broadcaster(settings: Settings) -> Broadcaster:
         history_ttl=settings.history_ttl,
     )
 {% else %}
-    return MemoryBroadcaster(settings.history_size, settings.history_ttl)
+    return MemoryBroadcaster(
+        settings.history_size, settings.history_ttl, max_bytes=settings.history_max_bytes
+    )
 {% endif %}

@@ -27,6 +27,9 @@ class Subscriber(Protocol):
     def replay(self, events: Sequence[Event]) -> None:
         """Take retained events being replayed, in order."""
 
+    def lost(self, channel: str) -> None:
+        """Hear that events of `channel` may have been missed (the client should resync)."""
+
 
 class _ReplayGate:
     """Stands in for a subscriber while its history is read, holding live events.
@@ -36,16 +39,20 @@ class _ReplayGate:
     didn't already contain follow it.
     """
 
-    __slots__ = ("held",)
+    __slots__ = ("held", "lost_continuity")
 
     def __init__(self) -> None:
         self.held: list[Event] = []
+        self.lost_continuity = False
 
     def deliver(self, event: Event) -> None:
         self.held.append(event)
 
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         self.held.extend(events)
+
+    def lost(self, channel: str) -> None:
+        self.lost_continuity = True  # passed on once the subscriber takes over
 
 
 class Broadcaster(ABC):
@@ -77,11 +84,17 @@ class Broadcaster(ABC):
     # -- the interface transports use -----------------------------------------
 
     @abstractmethod
-    async def publish(self, channel: str, name: str, data: bytes) -> Event:
+    async def publish(
+        self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
+    ) -> Event:
         """Store the event in history and hand it on for fan-out.
 
         `data` is compact JSON. Raises `BroadcasterUnavailable` unless the event was
-        stored and sent on.
+        stored and sent on. With an `idempotency_key` already used on `channel`
+        within the history TTL, nothing is published and the answer is an event
+        carrying the first publish's id, marked `duplicate`: checking the key
+        and storing the event are one atomic step, so a publish that failed or
+        timed out may be retried with the same key without a duplicate.
         """
 
     async def subscribe(
@@ -125,6 +138,8 @@ class Broadcaster(ABC):
             subscriber.replay(held)
         # No await since the replay: the swap can't miss an event.
         self._swap(channel, gate, subscriber)
+        if gate.lost_continuity:
+            subscriber.lost(channel)
         return recovered
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
@@ -156,6 +171,11 @@ class Broadcaster(ABC):
             # A subscriber may unsubscribe itself (overflow) while we iterate.
             for subscriber in tuple(subscribers):
                 subscriber.deliver(event)
+
+    def _lost(self, channel: str) -> None:
+        """Tell every local subscriber of `channel` that its events may have a gap."""
+        for subscriber in tuple(self._subscribers.get(channel, ())):
+            subscriber.lost(channel)
 
     def _add(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(channel)

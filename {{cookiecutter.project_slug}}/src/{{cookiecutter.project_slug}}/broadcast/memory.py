@@ -2,6 +2,10 @@
 
 Event ids are `<epoch>-<sequence>`: the epoch changes with every start, so an id
 from before a restart is recognised as one and answered with a resync.
+
+Retained history is bounded in total by `HISTORY_MAX_BYTES`: past it, the
+history of the channels published to least recently goes first (a resume into
+it gets a resync), so one publisher spraying many channels can't exhaust memory.
 """
 
 from __future__ import annotations
@@ -21,21 +25,82 @@ from .base import Broadcaster
 
 logger = logging.getLogger(__name__)
 
+# A sequence number has at most 20 digits; longer ids are refused before `int()`.
+MAX_DIGITS = 20
+# What an event or a key costs beyond its own bytes: the `Event` and its strings'
+# headers, the history entry, the dict slot. An estimate, on the generous side.
+EVENT_OVERHEAD = 256
+KEY_OVERHEAD = 160
+DROP_LOG_PERIOD = 60.0
+
+
+def _cost(event: Event) -> int:
+    return len(event.data) + len(event.name) + len(event.id) + EVENT_OVERHEAD
+
+
+def _key_cost(key: str, event_id: str) -> int:
+    return len(key) + len(event_id) + KEY_OVERHEAD
+
 
 class _ChannelHistory:
-    __slots__ = ("entries", "floor", "last_publish")
+    __slots__ = ("entries", "floor", "keys", "last_publish", "size")
 
     def __init__(self, size: int, floor: int) -> None:
         self.entries: deque[tuple[int, Event]] = deque(maxlen=size)
         # Resuming after any sequence number >= floor loses nothing.
         self.floor = floor
         self.last_publish = 0.0
+        # Idempotency key -> (the id it was answered with, when), oldest first.
+        self.keys: dict[str, tuple[str, float]] = {}
+        self.size = 0  # bytes held, as `_cost` counts them
 
-    def append(self, seq: int, event: Event) -> None:
+    def remember(self, key: str, event_id: str) -> int:
+        """Keep `key` as answered with `event_id`; the bytes it adds."""
+        self.keys[key] = (event_id, self.last_publish)
+        added = _key_cost(key, event_id)
+        self.size += added
+        return added
+
+    def seen(self, key: str) -> str | None:
+        """The id `key` was first answered with, if it is kept."""
+        first = self.keys.get(key)
+        return None if first is None else first[0]
+
+    def expire_keys(self, now: float, ttl: float) -> int:
+        """Forget keys older than `ttl`; the bytes freed."""
+        freed = 0
+        keys = self.keys
+        while keys and now - next(iter(keys.values()))[1] >= ttl:
+            freed += self.drop_oldest_key()
+        return freed
+
+    def drop_oldest_key(self) -> int:
+        """Forget the oldest key; the bytes freed."""
+        key = next(iter(self.keys))
+        event_id, _ = self.keys.pop(key)
+        freed = _key_cost(key, event_id)
+        self.size -= freed
+        return freed
+
+    def append(self, seq: int, event: Event) -> int:
+        """Retain `event`; the change in bytes held (the oldest may make way)."""
+        freed = 0
         if len(self.entries) == self.entries.maxlen:
             self.floor = self.entries[0][0]
+            freed = _cost(self.entries[0][1])
         self.entries.append((seq, event))
         self.last_publish = time.monotonic()
+        added = _cost(event) - freed
+        self.size += added
+        return added
+
+    def drop_oldest(self) -> int:
+        """Forget the oldest retained event; the bytes freed."""
+        seq, event = self.entries.popleft()
+        self.floor = seq
+        freed = _cost(event)
+        self.size -= freed
+        return freed
 
     def after(self, seq: int) -> list[Event] | None:
         newest = self.entries[-1][0] if self.entries else self.floor
@@ -53,10 +118,14 @@ class _ChannelHistory:
 class MemoryBroadcaster(Broadcaster):
     """Keeps the last `history_size` events per channel for `history_ttl` seconds."""
 
-    def __init__(self, history_size: int, history_ttl: float) -> None:
+    def __init__(self, history_size: int, history_ttl: float, *, max_bytes: int) -> None:
         super().__init__()
         self._history_size = history_size
         self._history_ttl = history_ttl
+        self._max_bytes = max_bytes
+        self._bytes = 0  # held by every channel's history together
+        self._dropped = 0  # channels dropped for the budget since the last warning
+        self._dropped_logged = -DROP_LOG_PERIOD
         self._epoch = secrets.token_hex(4)
         # One counter for all channels: ids stay unique even when a channel's
         # history expires and starts again.
@@ -74,15 +143,61 @@ class MemoryBroadcaster(Broadcaster):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def publish(self, channel: str, name: str, data: bytes) -> Event:
-        history = self._histories.get(channel)
+    async def publish(
+        self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
+    ) -> Event:
+        # No await in here: the key check and the store are one step.
+        history = self._histories.pop(channel, None)
         if history is None:
-            history = self._histories[channel] = _ChannelHistory(self._history_size, self._seq)
+            history = _ChannelHistory(self._history_size, self._seq)
+        # Re-inserted: the dict's order is the order channels were last published to.
+        self._histories[channel] = history
+        if idempotency_key is not None:
+            self._bytes -= history.expire_keys(time.monotonic(), self._history_ttl)
+            first = history.seen(idempotency_key)
+            if first is not None:
+                return Event(channel, first, name, data, duplicate=True)
         self._seq += 1
         event = Event(channel, f"{self._epoch}-{self._seq}", name, data)
-        history.append(self._seq, event)
+        self._bytes += history.append(self._seq, event)
+        if idempotency_key is not None:
+            self._bytes += history.remember(idempotency_key, event.id)
+        self._keep_within_budget(history)
         self._dispatch(event)
         return event
+
+    def history_bytes(self) -> int:
+        """The bytes all retained history holds, as counted against `HISTORY_MAX_BYTES`."""
+        return self._bytes
+
+    def _keep_within_budget(self, current: _ChannelHistory) -> None:
+        histories = self._histories
+        while self._bytes > self._max_bytes:
+            oldest = next(iter(histories))
+            history = histories[oldest]
+            if history is current:
+                # Only the channel just published to is left: it keeps its newest
+                # event and, last of all, gives up its oldest idempotency keys.
+                if len(current.entries) > 1:
+                    self._bytes -= current.drop_oldest()
+                elif current.keys:
+                    self._bytes -= current.drop_oldest_key()
+                else:
+                    return
+                continue
+            del histories[oldest]
+            self._bytes -= history.size
+            self._dropped += 1
+        now = time.monotonic()
+        if self._dropped and now - self._dropped_logged >= DROP_LOG_PERIOD:
+            # Once a minute at most: under a flood of channels this would be every publish.
+            logger.warning(
+                "dropped the history of %d channels (least recently published first) "
+                "to stay within HISTORY_MAX_BYTES=%d",
+                self._dropped,
+                self._max_bytes,
+            )
+            self._dropped, self._dropped_logged = 0, now
 
     async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
         seq = self._parse(last_event_id)
@@ -101,7 +216,8 @@ class MemoryBroadcaster(Broadcaster):
 
     def _parse(self, event_id: str) -> int | None:
         epoch, _, seq = event_id.partition("-")
-        if epoch != self._epoch or not seq.isdigit():
+        # ASCII digits only (`int` also reads `²` and `٣`), and few enough of them.
+        if epoch != self._epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > MAX_DIGITS:
             return None
         return int(seq)
 
@@ -112,6 +228,7 @@ class MemoryBroadcaster(Broadcaster):
         history = self._histories.get(channel)
         if history is not None and now - history.last_publish >= self._history_ttl:
             del self._histories[channel]
+            self._bytes -= history.size
 
     async def _sweep_forever(self) -> None:
         # Channels nobody listens to keep their history for `history_ttl`, then go.

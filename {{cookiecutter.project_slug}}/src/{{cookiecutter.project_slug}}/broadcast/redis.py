@@ -29,6 +29,7 @@ from .redis_streams import (
     StreamId,
     decode_entry,
     format_id,
+    idempotency_key_for,
     key_for,
     parse_id,
 )
@@ -51,6 +52,9 @@ class _Holder:
 
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         """Never called."""
+
+    def lost(self, channel: str) -> None:
+        """Nothing to do: the subscriber's own replay decides its continuity."""
 
 
 class RedisBroadcaster(Broadcaster):
@@ -81,6 +85,7 @@ class RedisBroadcaster(Broadcaster):
             fetch_from=self._fetch_from,
             latest=self._latest,
             dispatch=self._dispatch,
+            lost=self._lost,
             to_channel=self._to_channel,
             canary_prefix=f"{prefix.rstrip(':')}.canary:",
         )
@@ -120,18 +125,22 @@ class RedisBroadcaster(Broadcaster):
 
     # -- publishing and history ----------------------------------------------
 
-    async def publish(self, channel: str, name: str, data: bytes) -> Event:
-        key = key_for(channel, self._prefix)
+    async def publish(
+        self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
+    ) -> Event:
+        keys = [key_for(channel, self._prefix)]
+        if idempotency_key is not None:
+            keys.append(idempotency_key_for(channel, idempotency_key, self._prefix))
         try:
-            raw = await self._publish_script(
-                keys=[key], args=[self._history_size, self._history_ttl, name, data]
+            raw_id, duplicate = await self._publish_script(
+                keys=keys, args=[self._history_size, self._history_ttl, name, data]
             )
         except (RedisError, OSError) as exc:
             raise BroadcasterUnavailable(f"redis: {exc}") from exc
-        event_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        event_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         # Local subscribers hear it through pub/sub like everyone else's, so that
         # delivery stays in stream order however publishes interleave.
-        return Event(channel, event_id, name, data)
+        return Event(channel, event_id, name, data, duplicate=bool(duplicate))
 
     async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
         start = parse_id(last_event_id)

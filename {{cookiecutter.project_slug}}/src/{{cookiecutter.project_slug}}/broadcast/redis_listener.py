@@ -71,7 +71,8 @@ class PubSubListener:
     stream from an id on (all of it for None), `latest(key)` its newest id (NO_ID
     when there is none); `dispatch(event)` hands a live event to local
     subscribers. Channels are Redis names (stream keys); `to_channel` maps them
-    back to the service's channel names.
+    back to the service's channel names. `lost(channel)` tells local subscribers
+    that a backfill couldn't close the gap (Redis lost or trimmed the history).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class PubSubListener:
         fetch_from: Fetch,
         latest: Latest,
         dispatch: Callable[[Event], None],
+        lost: Callable[[str], None],
         to_channel: Callable[[str], str],
         canary_prefix: str,
     ) -> None:
@@ -90,6 +92,7 @@ class PubSubListener:
         self._fetch_from = fetch_from
         self._latest = latest
         self._dispatch = dispatch
+        self._lost = lost
         self._to_channel = to_channel
         self.canary = f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._channels: dict[str, _Channel] = {}
@@ -329,8 +332,11 @@ class PubSubListener:
             missed = missed[1:]
         elif last_id not in (None, NO_ID):
             # The last delivered id is gone: trimmed, expired, or Redis lost its
-            # data. Subscribers can't be told; their next resume will resync.
-            logger.warning("can't backfill %s without a gap: its history moved on", key)
+            # data. Subscribers hear it (a resync) before whatever the stream holds now.
+            logger.warning(
+                "can't backfill %s without a gap: its history moved on; subscribers resync", key
+            )
+            self._lost(self._to_channel(key))
             # A new Redis may even number below the old one: take the stream as it is.
             missed = await self._fetch_from(key, None)
             channel.last_id = None

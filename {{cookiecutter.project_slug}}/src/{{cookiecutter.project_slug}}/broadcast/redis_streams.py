@@ -11,17 +11,25 @@ from ..events import Event
 
 KEY_PREFIX = "realtime:"
 MAX_ID_PART = 2**64 - 1
+MAX_ID_DIGITS = len(str(MAX_ID_PART))
 
 # One atomic step: store the event in history (trimmed to about `history_size`,
 # expiring `history_ttl` seconds after the last publish), then announce it. A
 # publish is never announced without being stored, nor stored without being
 # announced. The payload is `<id>\n<name>\n<data>`: ids and names can't contain a
-# newline and compact JSON never does.
+# newline and compact JSON never does. With an idempotency key (KEYS[2]) seen
+# before, nothing happens and the first id is the answer; else the key keeps
+# the new id for `history_ttl`. Returns {id, 1 if a duplicate else 0}.
 PUBLISH_SCRIPT = """
+if KEYS[2] then
+  local first = redis.call('GET', KEYS[2])
+  if first then return {first, 1} end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end
 redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
-return id
+return {id, 0}
 """
 
 StreamId = tuple[int, int]
@@ -32,11 +40,18 @@ def key_for(channel: str, prefix: str = KEY_PREFIX) -> str:
     return prefix + channel
 
 
+def idempotency_key_for(channel: str, key: str, prefix: str = KEY_PREFIX) -> str:
+    """Where a publish's idempotency key lives (a channel name never holds `/`)."""
+    return f"{prefix}{channel}/idempotency/{key}"
+
+
 def parse_id(event_id: str) -> StreamId | None:
     """`<ms>-<seq>` as a comparable pair, or None when it isn't a stream id."""
     ms, sep, seq = event_id.partition("-")
     if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
         return None
+    if len(ms) > MAX_ID_DIGITS or len(seq) > MAX_ID_DIGITS:
+        return None  # before `int()`, which refuses (raises on) over 4,300 digits
     pair = (int(ms), int(seq))
     if pair[0] > MAX_ID_PART or pair[1] > MAX_ID_PART:
         return None

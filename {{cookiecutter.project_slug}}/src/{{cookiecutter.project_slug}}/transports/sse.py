@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..asgi import hand_off
 from ..auth import Principal
 from ..broadcast import BroadcasterUnavailable
-from ..connections import CloseReason, Connection
+from ..connections import CloseReason, Connection, Refusal
 from ..events import Event
 from ..metrics import Metrics
 from ..openapi import TOKEN_REQUIRED
@@ -132,7 +132,7 @@ class SSEConnection(Connection):
     ) -> None:
         super().__init__(principal)
         self.channel = channel
-        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed)
+        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed, self._lost)
         self.reason: CloseReason | None = None
         self._interval = heartbeat_interval
         self._stall_limit = 2 * heartbeat_interval
@@ -281,6 +281,10 @@ class SSEConnection(Connection):
     def _overflowed(self) -> None:
         self.close(CloseReason.SLOW_CONSUMER)
 
+    def _lost(self, channel: str) -> None:
+        # Events may be missing before what follows: the client refetches its state.
+        self.outbox.push(RESYNC)
+
     def _abandon(self) -> None:
         """Stop the writer even though it is stuck in `send`.
 
@@ -370,6 +374,7 @@ class EventStreamResponse(Response):
         400: {"description": "Bad channel name"},
         401: {"description": "Missing, invalid or expired token"},
         403: {"description": "The token may not subscribe to this channel"},
+        429: {"description": "The token's sub is at MAX_CONNECTIONS_PER_SUBJECT"},
         503: {"description": "At MAX_CONNECTIONS, shutting down, or broadcaster unreachable"},
     },
 )
@@ -399,11 +404,10 @@ async def stream_events(
         shutdown_grace=settings.shutdown_grace,
         metrics=service.metrics,
     )
-    if not service.connections.admit(connection):
-        detail = (
-            "server shutting down" if service.connections.shutting_down else "too many connections"
-        )
-        raise HTTPException(503, detail, headers={"Retry-After": "1"})
+    refusal = service.connections.admit(connection)
+    if refusal is not None:
+        status = 429 if refusal is Refusal.SUBJECT_FULL else 503
+        raise HTTPException(status, refusal.value, headers={"Retry-After": "1"})
     # The browser's EventSource sends the header on reconnects, with a newer
     # id than the one its URL was built with.
     resume_from = last_event_id_header or last_event_id or None

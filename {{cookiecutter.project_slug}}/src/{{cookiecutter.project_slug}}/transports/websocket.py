@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from ..asgi import hand_off
 from ..auth import AuthError, bearer_token
+from ..connections import Refusal
 from ..service import service_of
 from ..settings import Settings
 from . import ws_asyncapi
@@ -47,11 +48,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await close_quietly(websocket, POLICY_VIOLATION, str(exc))
         return
     connection = WebSocketConnection(service, principal)
-    if not service.connections.admit(connection):
-        if service.connections.shutting_down:
-            await close_quietly(websocket, SERVICE_RESTART, "server shutting down")
-        else:
-            await close_quietly(websocket, TRY_AGAIN_LATER, "too many connections")
+    refusal = service.connections.admit(connection)
+    if refusal is not None:
+        code = SERVICE_RESTART if refusal is Refusal.SHUTTING_DOWN else TRY_AGAIN_LATER
+        await close_quietly(websocket, code, refusal.value)
         return
     # The socket's own `receive`/`send`: inside the middleware they keep the
     # connection state that Starlette checks, as any WebSocket route's would.

@@ -57,6 +57,8 @@ CLOSE_CODES: dict[CloseReason, int] = {
     CloseReason.OVERLOADED: TRY_AGAIN_LATER,
 }
 
+REVOKED_BY_REFRESH = "the refreshed token does not allow subscribing to this channel"
+
 # A generous cap so one connection can't make the broadcaster track unbounded channels.
 MAX_SUBSCRIPTIONS = 1000
 
@@ -83,7 +85,9 @@ class WebSocketConnection(Connection):
         # Ping a little early so that, whatever the ticker's phase, pings are never
         # further apart than the interval.
         self._ping_every = self._interval - min(self._interval / 4, 1.0)
-        self.outbox: Outbox[str] = Outbox(settings.outbound_queue_size, self._on_overflow)
+        self.outbox: Outbox[str] = Outbox(
+            settings.outbound_queue_size, self._on_overflow, self._on_lost
+        )
         self.channels: set[str] = set()
         now = time.monotonic()
         self._guard = FloodGuard(settings.ws_rate_limit, now)
@@ -191,6 +195,11 @@ class WebSocketConnection(Connection):
     def _on_overflow(self) -> None:
         self._drop_slow(f"its queue of {self._queue_size} events overflowed")
 
+    def _on_lost(self, channel: str) -> None:
+        # The subscription goes on, but events may be missing before what follows:
+        # the same answer as a resume that couldn't be recovered.
+        self._reply(encode_frame("subscribed", None, channel=channel, recovered=False))
+
     def _drop_slow(self, why: str) -> None:
         if self._closing is None:
             logger.warning("dropping a slow WebSocket client (sub=%r): %s", self.principal.sub, why)
@@ -231,6 +240,14 @@ class WebSocketConnection(Connection):
         except (OSError, RuntimeError, WebSocketDisconnect):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
+        except Exception:
+            # A bug: said once in the log, and to the client as 1011, never a silent drop.
+            logger.exception("websocket writer failed (sub=%r)", self.principal.sub)
+            self._begin_close(INTERNAL_ERROR, "internal error", send_frame=False)
+            with contextlib.suppress(Exception):
+                await send(
+                    {"type": "websocket.close", "code": INTERNAL_ERROR, "reason": "internal error"}
+                )
 
     async def _send(self, send: Send, text: str) -> None:
         self._write_started = time.monotonic()
@@ -356,12 +373,17 @@ class WebSocketConnection(Connection):
         if not await self._service.authorizer.allows(self.principal, channel, "publish"):
             raise FrameError("forbidden", f"token may not publish to {channel!r}", ref)
         try:
+            data = encode_json(frame.data)
+        except ValueError as exc:
+            raise FrameError("bad_request", f"field 'data': {exc}", ref) from None
+        try:
             event = await self._service.broadcaster.publish(
-                channel, frame.event, encode_json(frame.data)
+                channel, frame.event, data, frame.idempotency_key
             )
         except BroadcasterUnavailable as exc:
             raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
-        self._service.metrics.events_published.inc()
+        if not event.duplicate:
+            self._service.metrics.events_published.inc()
         self._reply(encode_frame("published", ref, channel=channel, id=event.id))
 
     async def _refresh(self, frame: Refresh) -> None:
@@ -373,9 +395,22 @@ class WebSocketConnection(Connection):
             raise FrameError(
                 "forbidden", "refresh refused: the token is for another sub", frame.ref
             )
-        # Existing subscriptions stay; the new claims govern what follows.
+        # The new claims govern what follows, and what is already subscribed:
+        # a narrower token is how a client's access is taken back.
         self.principal = principal
         self.schedule_expiry()
+        authorizer = self._service.authorizer
+        revoked = [
+            c
+            for c in sorted(self.channels)
+            if not await authorizer.allows(principal, c, "subscribe")
+        ]
+        for channel in revoked:
+            self.channels.discard(channel)
+            self._service.broadcaster.unsubscribe(channel, self.outbox)
+            self._reply(
+                encode_frame("unsubscribed", None, channel=channel, reason=REVOKED_BY_REFRESH)
+            )
         self._reply(encode_frame("refreshed", frame.ref))
 
 

@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
-from ..events import DEFAULT_EVENT_NAME, decode_json
+from ..events import DEFAULT_EVENT_NAME, decode_json, is_valid_idempotency_key
 from ..permissions import is_valid_channel, is_valid_event_name
 
 ErrorCode = Literal["bad_request", "unknown_type", "forbidden", "rate_limited", "unavailable"]
@@ -51,7 +51,14 @@ def _check_event_name(name: str) -> str:
     return name
 
 
+def _check_idempotency_key(key: str) -> str:
+    if not is_valid_idempotency_key(key):
+        raise ValueError("use 1-128 printable ASCII characters")
+    return key
+
+
 Channel = Annotated[StrictStr, AfterValidator(_check_channel)]
+IdempotencyKey = Annotated[StrictStr, AfterValidator(_check_idempotency_key)]
 EventName = Annotated[StrictStr, AfterValidator(_check_event_name)]
 
 
@@ -78,12 +85,17 @@ class Unsubscribe(_ClientFrame):
 
 
 class Publish(_ClientFrame):
-    """`{"type":"publish","channel":C,"event":E?,"data":D}`; `data` may be null, not missing."""
+    """`{"type":"publish","channel":C,"event":E?,"data":D,"idempotency_key":K?}`.
+
+    `data` may be null, not missing. A repeated `idempotency_key` publishes
+    nothing and is answered with the first publish's id.
+    """
 
     type: Literal["publish"]
     channel: Channel
     event: EventName = DEFAULT_EVENT_NAME
     data: Any = Field(...)
+    idempotency_key: IdempotencyKey | None = None
 
 
 class Pong(_ClientFrame):

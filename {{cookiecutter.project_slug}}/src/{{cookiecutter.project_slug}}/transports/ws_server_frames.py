@@ -35,25 +35,37 @@ class Message(_ServerFrame):
 
 
 class Subscribed(_Reply):
-    """`{"type":"subscribed","channel":C,"recovered":bool}`, after any replay."""
+    """`{"type":"subscribed","channel":C,"recovered":bool}`, after any replay.
+
+    Also sent unasked (no `ref`, `recovered` false) on a live subscription whose
+    continuity the server lost: refetch the channel's state.
+    """
 
     type: Literal["subscribed"]
     channel: str
     recovered: bool = Field(
         description="False when `last_event_id` was given but nothing could be replayed "
-        "without a gap: refetch the channel's state."
+        "without a gap, or when continuity was lost later: refetch the channel's state."
     )
 
 
 class Unsubscribed(_Reply):
-    """`{"type":"unsubscribed","channel":C}`."""
+    """`{"type":"unsubscribed","channel":C}`; unasked, with a `reason`, when a refresh revoked it."""
 
     type: Literal["unsubscribed"]
     channel: str
+    reason: str | None = Field(
+        default=None,
+        description="Why the server ended the subscription itself (a refreshed token "
+        "no longer allows it); absent in the answer to `unsubscribe`.",
+    )
 
 
 class Published(_Reply):
-    """`{"type":"published","channel":C,"id":ID}`: the event is stored and on its way."""
+    """`{"type":"published","channel":C,"id":ID}`: the event is stored and on its way.
+
+    For a repeated `idempotency_key`, the id of the first publish (nothing new was stored).
+    """
 
     type: Literal["published"]
     channel: str
