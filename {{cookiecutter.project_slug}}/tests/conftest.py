@@ -16,6 +16,7 @@ from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
 
 {% if cookiecutter.broadcaster == "redis" %}
+from redis_cluster_nodes import redis_cluster  # noqa: F401  (a fixture)
 from redis_server import redis_url  # noqa: F401  (a fixture)
 {% endif %}
 from servers import ServerProcess

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
 {% if cookiecutter.broadcaster == "redis" %}
     redis_url: str = "redis://localhost:6379/0"
+    redis_cluster: bool = False
 {% endif %}
     heartbeat_interval: PositiveFloat = {{ cookiecutter.heartbeat_interval | float }}
     history_size: PositiveInt = 1000

@@ -6,6 +6,7 @@ from ..settings import Settings
 from .base import Broadcaster, BroadcasterUnavailable, Subscriber
 {% if cookiecutter.broadcaster == "redis" %}
 from .redis import RedisBroadcaster
+from .redis_cluster import ClusterBroadcaster
 {% else %}
 from .memory import MemoryBroadcaster
 {% endif %}
@@ -16,7 +17,8 @@ __all__ = ["Broadcaster", "BroadcasterUnavailable", "Subscriber", "create_broadc
 def create_broadcaster(settings: Settings) -> Broadcaster:
     """The configured broadcaster, not yet started."""
 {% if cookiecutter.broadcaster == "redis" %}
-    return RedisBroadcaster(
+    kind = ClusterBroadcaster if settings.redis_cluster else RedisBroadcaster
+    return kind(
         settings.redis_url,
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..events import Event
@@ -27,6 +27,7 @@ from .redis_streams import (
     KEY_PREFIX,
     PUBLISH_SCRIPT,
     StreamId,
+    channel_of,
     decode_entry,
     format_id,
     idempotency_key_for,
@@ -40,6 +41,8 @@ SOCKET_TIMEOUT = 2.0
 READY_TIMEOUT = 1.0  # how long /readyz waits for Redis's PING
 START_WAIT = 3.0  # how long startup waits for Redis before starting not-ready
 SUBSCRIBE_WAIT = 5.0  # how long a new subscriber waits for its channel to go live
+# What a failed command raises (the cluster client's own errors aren't RedisErrors).
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class _Holder:
@@ -77,9 +80,18 @@ class RedisBroadcaster(Broadcaster):
         self._history_size = history_size
         self._history_ttl = history_ttl
         self._prefix = prefix
-        self._commands = self._client("commands")
-        self._publish_script = self._commands.register_script(PUBLISH_SCRIPT)
-        self._listener = PubSubListener(
+        self._commands: Any = self._connect_commands()
+        self._publish_script = self._commands.register_script(self._script())
+        self._listener: Any = self._make_listener()
+
+    # What a cluster (see `redis_cluster`) does differently: how it connects,
+    # listens, names keys and announces events.
+
+    def _connect_commands(self) -> Any:
+        return self._client("commands")
+
+    def _make_listener(self) -> Any:
+        return PubSubListener(
             self._client("pubsub"),
             self._commands,
             fetch_from=self._fetch_from,
@@ -87,8 +99,20 @@ class RedisBroadcaster(Broadcaster):
             dispatch=self._dispatch,
             lost=self._lost,
             to_channel=self._to_channel,
-            canary_prefix=f"{prefix.rstrip(':')}.canary:",
+            canary_prefix=self._canary_prefix(),
         )
+
+    def _script(self) -> str:
+        return PUBLISH_SCRIPT
+
+    def _key(self, channel: str) -> str:
+        return key_for(channel, self._prefix)
+
+    def _to_channel(self, key: str) -> str:
+        return channel_of(key, self._prefix)
+
+    def _canary_prefix(self) -> str:
+        return f"{self._prefix.rstrip(':')}.canary:"
 
     def _client(self, role: str) -> Redis:
         # No retries inside redis-py: a failed publish is answered 503 rather than
@@ -99,8 +123,11 @@ class RedisBroadcaster(Broadcaster):
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
-            client_name=f"{self._prefix}{role}:{socket.gethostname()}:{os.getpid()}",
+            client_name=self._client_name(role),
         )
+
+    def _client_name(self, role: str) -> str:
+        return f"{self._prefix}{role}:{socket.gethostname()}:{os.getpid()}"
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -112,7 +139,7 @@ class RedisBroadcaster(Broadcaster):
         await self._commands.aclose()
 
     def is_up(self) -> bool:
-        return self._listener.up
+        return bool(self._listener.up)
 
     async def is_ready(self) -> bool:
         if not self._listener.up:
@@ -120,7 +147,7 @@ class RedisBroadcaster(Broadcaster):
         try:
             async with asyncio.timeout(READY_TIMEOUT):
                 return bool(await self._commands.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_ERRORS, TimeoutError):
             return False
 
     # -- publishing and history ----------------------------------------------
@@ -128,14 +155,14 @@ class RedisBroadcaster(Broadcaster):
     async def publish(
         self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
     ) -> Event:
-        keys = [key_for(channel, self._prefix)]
+        keys = [self._key(channel)]
         if idempotency_key is not None:
-            keys.append(idempotency_key_for(channel, idempotency_key, self._prefix))
+            keys.append(idempotency_key_for(keys[0], idempotency_key))
         try:
             raw_id, duplicate = await self._publish_script(
                 keys=keys, args=[self._history_size, self._history_ttl, name, data]
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise BroadcasterUnavailable(f"redis: {exc}") from exc
         event_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         # Local subscribers hear it through pub/sub like everyone else's, so that
@@ -146,12 +173,12 @@ class RedisBroadcaster(Broadcaster):
         start = parse_id(last_event_id)
         if start is None:
             return None
-        key = key_for(channel, self._prefix)
+        key = self._key(channel)
         try:
             # From the id itself: if it is still in the stream, nothing after it
             # was trimmed; if it isn't, it's too old, expired or never existed.
             entries = await self._read(key, format_id(start))
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise BroadcasterUnavailable(f"redis: {exc}") from exc
         if not entries or parse_id(entries[0].id) != start:
             return None
@@ -175,7 +202,7 @@ class RedisBroadcaster(Broadcaster):
         holder = _Holder()
         self._add(channel, holder)
         try:
-            key = key_for(channel, self._prefix)
+            key = self._key(channel)
             if not await self._listener.wait_ready(key, SUBSCRIBE_WAIT):
                 raise BroadcasterUnavailable("redis pub/sub is not connected")
             return await super().subscribe(channel, subscriber, last_event_id, on_live)
@@ -183,13 +210,10 @@ class RedisBroadcaster(Broadcaster):
             self._discard(channel, holder)
 
     def _channel_opened(self, channel: str) -> None:
-        self._listener.open(key_for(channel, self._prefix))
+        self._listener.open(self._key(channel))
 
     def _channel_closed(self, channel: str) -> None:
-        self._listener.close(key_for(channel, self._prefix))
-
-    def _to_channel(self, key: str) -> str:
-        return key[len(self._prefix) :]
+        self._listener.close(self._key(channel))
 
     async def _fetch_from(self, key: str, last_id: StreamId | None) -> list[Event]:
         return await self._read(key, "-" if last_id is None else format_id(last_id))

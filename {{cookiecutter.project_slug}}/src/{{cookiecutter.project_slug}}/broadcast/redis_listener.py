@@ -7,6 +7,9 @@ subscribers. A supervisor runs the connection in sessions: when a session fails
 canary), it backs off with jitter, reconnects, resubscribes every channel and
 backfills each from its stream after the last id it delivered, so local
 subscribers see every event once, in order.
+
+On a Redis Cluster one listener per node speaks sharded pub/sub (`SSUBSCRIBE`)
+for the channels whose slots that node owns; `redis_cluster` runs them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ Fetch = Callable[[str, StreamId | None], Awaitable[list[Event]]]
 NO_ID: StreamId = (0, 0)  # the newest id of a stream that doesn't exist
 Latest = Callable[[str], Awaitable[StreamId]]
 Verb = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
+SHARDED_KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
 
 
 class DeafConnection(Exception):
@@ -66,7 +70,9 @@ class _Channel:
 class PubSubListener:
     """Keeps one pub/sub connection subscribed to the channels that have local subscribers.
 
-    `client` opens the pub/sub connection; the canary is published with
+    `client` opens the pub/sub connection (`sharded`: sharded pub/sub, to one
+    cluster node, whose canary name must hash to a slot of that node; a channel
+    the node stops owning is reported to `on_lost`); the canary is published with
     `commands`, the path real publishes take. `fetch_from(key, last_id)` reads a
     stream from an id on (all of it for None), `latest(key)` its newest id (NO_ID
     when there is none); `dispatch(event)` hands a live event to local
@@ -86,6 +92,9 @@ class PubSubListener:
         lost: Callable[[str], None],
         to_channel: Callable[[str], str],
         canary_prefix: str,
+        sharded: bool = False,
+        canary: str | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
         self._commands_client = commands
@@ -94,7 +103,11 @@ class PubSubListener:
         self._dispatch = dispatch
         self._lost = lost
         self._to_channel = to_channel
-        self.canary = f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.canary = canary or (
+            f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        )
+        self._sharded = sharded
+        self._on_lost = on_lost
         self._channels: dict[str, _Channel] = {}
         # Commands waiting for the writer, and per channel how many of its
         # SUBSCRIBE/UNSUBSCRIBE commands are not yet confirmed by Redis.
@@ -120,7 +133,7 @@ class PubSubListener:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._became_up.wait()
-        if not self.up:
+        if not self.up and wait > 0:
             logger.warning("redis is not reachable yet; the service is not ready until it is")
 
     async def stop(self) -> None:
@@ -135,15 +148,28 @@ class PubSubListener:
 
     # -- channels ---------------------------------------------------------------
 
-    def open(self, key: str) -> None:
-        """Subscribe `key` (its first local subscriber arrived)."""
-        self._channels[key] = _Channel()
+    def open(self, key: str, after: StreamId | None = None) -> None:
+        """Subscribe `key` (its first local subscriber arrived).
+
+        `after`: the last id already delivered (the channel moved here from
+        another node's listener); the channel is backfilled from there.
+        """
+        channel = _Channel()
+        channel.last_id = after
+        self._channels[key] = channel
         self._queue("SUBSCRIBE", key)
 
-    def close(self, key: str) -> None:
-        """Unsubscribe `key` (its last local subscriber left)."""
-        if self._channels.pop(key, None) is not None:
-            self._queue("UNSUBSCRIBE", key)
+    def close(self, key: str) -> StreamId | None:
+        """Unsubscribe `key` (its last local subscriber left); the last id it delivered."""
+        channel = self._channels.pop(key, None)
+        if channel is None:
+            return None
+        self._queue("UNSUBSCRIBE", key)
+        return channel.last_id
+
+    def channel_keys(self) -> list[str]:
+        """The channels subscribed here."""
+        return list(self._channels)
 
     async def wait_ready(self, key: str, within: float) -> bool:
         """Wait until `key` is subscribed and caught up; False if Redis is down or it times out."""
@@ -250,6 +276,8 @@ class PubSubListener:
             self._helper_failed = exc
 
     async def _write(self, pubsub: PubSub) -> None:
+        # One SSUBSCRIBE may only name channels of one slot: sharded, one each.
+        batch_size = 1 if self._sharded else SUBSCRIBE_BATCH
         while True:
             await self._wake_writer.wait()
             self._wake_writer.clear()
@@ -257,11 +285,9 @@ class PubSubListener:
                 verb, first = self._commands.popleft()
                 batch = [first]
                 # Consecutive commands of the same verb go out as one.
-                while (
-                    self._commands and self._commands[0][0] == verb and len(batch) < SUBSCRIBE_BATCH
-                ):
+                while self._commands and self._commands[0][0] == verb and len(batch) < batch_size:
                     batch.append(self._commands.popleft()[1])
-                await pubsub.execute_command(verb, *batch)
+                await pubsub.execute_command(f"S{verb}" if self._sharded else verb, *batch)
 
     async def _read(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
@@ -278,7 +304,16 @@ class PubSubListener:
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
+        if self._sharded:
+            kind = SHARDED_KINDS.get(kind, kind)
         key = message["channel"].decode()
+        if kind == "unsubscribe" and key not in self._outstanding and key in self._channels:
+            # Not asked for: the node gave the channel's slot away (a slot
+            # migration or a failover); it must be subscribed on its new owner.
+            self._channels[key].ready.clear()
+            if self._on_lost is not None:
+                self._on_lost(key)
+            return
         if kind == "message":
             if key == self.canary:
                 self._canary_heard = asyncio.get_running_loop().time()
@@ -357,7 +392,10 @@ class PubSubListener:
                 continue
             if loop.time() - self._canary_heard > CANARY_TIMEOUT:
                 raise DeafConnection(f"canary not heard for {CANARY_TIMEOUT} s")
-            await self._commands_client.publish(self.canary, str(count))
+            if self._sharded:
+                await self._commands_client.spublish(self.canary, str(count))
+            else:
+                await self._commands_client.publish(self.canary, str(count))
 
 
 def _describe(exc: BaseException) -> str:

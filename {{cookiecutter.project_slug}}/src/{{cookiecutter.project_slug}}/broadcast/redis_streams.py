@@ -3,6 +3,11 @@
 A channel's history is the stream at `<prefix><channel>`; its live events go out on
 the pub/sub channel of the same name (keys and pub/sub channels are separate
 namespaces in Redis). The stream id that `XADD` assigns is the event id.
+
+On a Redis Cluster the channel name is a hash tag, `<prefix>{<channel>}`: every key
+of one channel, and its sharded pub/sub channel, hash to the same slot, so one
+node holds the channel and its publish stays one atomic script there. Channel
+names can't contain braces, so the tag is always the whole channel name.
 """
 
 from __future__ import annotations
@@ -32,17 +37,35 @@ redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
 return {id, 0}
 """
 
+# The same step on a cluster: the announcement goes out on sharded pub/sub, which
+# only the node owning the channel's slot carries.
+SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+if SHARDED_PUBLISH_SCRIPT == PUBLISH_SCRIPT:  # pragma: no cover - guards edits of the script
+    raise RuntimeError("the publish script must announce with redis.call('PUBLISH', ...)")
+
 StreamId = tuple[int, int]
 
 
-def key_for(channel: str, prefix: str = KEY_PREFIX) -> str:
-    """The stream key, which is also the pub/sub channel, of `channel`."""
-    return prefix + channel
+def key_for(channel: str, prefix: str = KEY_PREFIX, *, cluster: bool = False) -> str:
+    """The stream key, which is also the pub/sub channel, of `channel`.
+
+    With `cluster` the channel is the key's hash tag (see the module's docstring).
+    """
+    return prefix + "{" + channel + "}" if cluster else prefix + channel
 
 
-def idempotency_key_for(channel: str, key: str, prefix: str = KEY_PREFIX) -> str:
-    """Where a publish's idempotency key lives (a channel name never holds `/`)."""
-    return f"{prefix}{channel}/idempotency/{key}"
+def channel_of(key: str, prefix: str = KEY_PREFIX, *, cluster: bool = False) -> str:
+    """The channel whose stream key is `key` (the inverse of `key_for`)."""
+    return key[len(prefix) + 1 : -1] if cluster else key[len(prefix) :]
+
+
+def idempotency_key_for(stream_key: str, key: str) -> str:
+    """Where a publish's idempotency key lives: beside the channel's stream key.
+
+    Built on the stream key, so on a cluster it shares the channel's hash tag (and
+    slot) and the publish script can touch both; a channel name never holds `/`.
+    """
+    return f"{stream_key}/idempotency/{key}"
 
 
 def parse_id(event_id: str) -> StreamId | None:
