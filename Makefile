@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Extra pytest arguments: `make test PYTEST_ARGS="-v -k hooks"`.
+PYTEST_ARGS ?=
 
 .PHONY: test render lint locks clean
 
@@ -12,16 +14,16 @@ $(BIN)/.installed: requirements-dev.txt
 	touch $@
 
 test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
-	$(BIN)/ruff check hooks tests tools
-	$(BIN)/ruff format --check hooks tests tools
-	$(BIN)/python -m pytest
+	$(BIN)/ruff check hooks tests tools local_extensions.py
+	$(BIN)/ruff format --check hooks tests tools local_extensions.py
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
 	$(BIN)/cookiecutter --output-dir out .
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check hooks tests tools
-	$(BIN)/ruff format --check hooks tests tools
+	$(BIN)/ruff check hooks tests tools local_extensions.py
+	$(BIN)/ruff format --check hooks tests tools local_extensions.py
 
 locks: $(BIN)/.installed  ## refresh every combination's uv.lock after a pyproject.toml change (UPGRADE=1: newest versions)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)

@@ -2,7 +2,8 @@
 
 One table says which paths belong to which option; everything belonging to an
 option that was not chosen is deleted. Then the hook records the answers,
-writes a `.env` with a fresh secret and prints the next steps.
+writes a `.env` with a fresh secret (unless the project already has one: a
+re-render or an update never replaces it) and prints the next steps.
 """
 
 from __future__ import annotations
@@ -126,14 +127,43 @@ def record_answers(root: Path, context: dict[str, str]) -> None:
     (root / ".cookiecutter.json").write_text(text, encoding="utf-8")
 
 
-def write_env(root: Path) -> None:
-    """Give the project a development `.env` with a secret of its own."""
+def write_env(root: Path) -> bool:
+    """Give the project a development `.env` with a secret of its own, unless it has one.
+
+    Returns whether it wrote one.
+    """
+    env = root / ".env"
+    if env.exists():
+        return False
     secret = secrets.token_urlsafe(48)
-    (root / ".env").write_text(
+    env.write_text(
         "# Development settings; git-ignored. See README.md for every variable.\n"
         f"JWT_SECRET={secret}\n"
         "ENVIRONMENT=development\n",
         encoding="utf-8",
+    )
+    return True
+
+
+def next_steps(slug: str, wrote_env: bool) -> str:
+    """What to do after rendering, as printed at the end."""
+    env_line = (
+        "  .env holds a fresh random JWT_SECRET for development (git-ignored).\n"
+        if wrote_env
+        else "  The existing .env was kept as it was.\n"
+    )
+    return (
+        f"\nCreated {slug}/.\n"
+        f"{env_line}"
+        "Next:\n"
+        f"  cd {slug}\n"
+        "  git init && pre-commit install   # pre-commit: `pipx install pre-commit`\n"
+        "  make install       # .venv with the service and its dev tools\n"
+        "  make dev           # the service on http://127.0.0.1:8000\n"
+        f"  .venv/bin/python -m {slug} token --sub alice --subscribe 'room:*' --publish 'room:*'\n"
+        "                     # a development token (README.md: Quickstart)\n"
+        "  make test          # lint, types and tests\n"
+        "  docker compose up --build   # or run it in a container\n"
     )
 
 
@@ -145,16 +175,8 @@ def main() -> None:
     rename_variants(root)
     choose_lock(root, context)
     record_answers(root, context)
-    write_env(root)
-    slug = context["project_slug"]
-    print(
-        f"\nCreated {slug}/. Next:\n"
-        f"  cd {slug}\n"
-        "  make install   # virtualenv with the service and its dev tools\n"
-        "  make dev       # run it on http://127.0.0.1:8000\n"
-        "  make test      # lint, types and tests\n",
-        file=sys.stderr,
-    )
+    wrote_env = write_env(root)
+    print(next_steps(context["project_slug"], wrote_env), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ SHADOWED_MODULES = frozenset(
     }
 )
 SLUG_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Enough to catch a name typed into the wrong prompt; the address isn't verified.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def validate(context: dict[str, object]) -> list[str]:
@@ -64,6 +66,12 @@ def validate(context: dict[str, object]) -> list[str]:
         interval = math.nan
     if not (math.isfinite(interval) and interval > 0):
         errors.append(f"heartbeat_interval {raw!r} must be a number of seconds greater than 0")
+
+    email = str(context.get("author_email", ""))
+    if email and not EMAIL_RE.match(email):
+        errors.append(f"author_email {email!r} must be an email address (or left empty)")
+    if "author_name" in context and not str(context["author_name"]).strip():
+        errors.append("author_name must not be empty: it is the copyright holder")
     return errors
 
 

@@ -20,8 +20,11 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 CONTEXT: dict[str, object] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-# Every prompt whose answer is a list of choices, and the combinations to render.
+# Every prompt whose answer is a list of choices and that shapes the project, and the
+# combinations to render. Choices that only change text (the license) are rendered
+# one by one instead (tests/test_license.py).
 CHOICE_KEYS = ("transport", "broadcaster")
+TEXT_CHOICE_KEYS = ("license",)
 COMBINATIONS: list[tuple[str, str]] = list(
     itertools.product(*(CONTEXT[key] for key in CHOICE_KEYS))  # type: ignore[arg-type]
 )
@@ -117,3 +120,21 @@ def require_tool(name: str) -> str:
             pytest.fail(message + " (required under CI=true)")
         pytest.skip(message)
     return path
+
+
+def copy_template(dest: Path) -> Path:
+    """A copy of the template's files as a fresh clone has them (tracked or not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        source = TEMPLATE / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest

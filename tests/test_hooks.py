@@ -65,7 +65,7 @@ def test_pre_gen_accepts_good_answers(interval: str) -> None:
 def test_rejected_answers_print_one_line_and_write_nothing(
     tmp_path: Path, answer: str, field: str
 ) -> None:
-    """cookiecutter exits non-zero, the hook's line names the field, and no file is left."""
+    """cookiecutter exits non-zero, the hook's line names the field (no traceback), no file is left."""
     out = tmp_path / "out"
     result = run(
         [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(out), str(TEMPLATE), answer],
@@ -75,6 +75,7 @@ def test_rejected_answers_print_one_line_and_write_nothing(
     assert result.returncode != 0
     hook_lines = [line for line in result.stdout.splitlines() if line.startswith(f"ERROR: {field}")]
     assert len(hook_lines) == 1, result.stdout
+    assert "Traceback" not in result.stdout
     assert not out.exists() or not any(out.iterdir())
 
 

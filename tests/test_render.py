@@ -34,7 +34,7 @@ MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
 # routes, Markdown headings (a passing mention in prose is fine).
 FORBIDDEN: dict[tuple[str, str], re.Pattern[str]] = {
     ("transport", "sse"): re.compile(
-        r"text/event-stream|transports\.sse|from \. import .*\bsse\b|from \./sse"
+        r"text/event-stream|transports\.sse|from \. import .*\bsse\b|from \./sse|Last-Event-ID"
         r"|^#+ .*(SSE|Server-Sent)",
         re.MULTILINE,
     ),

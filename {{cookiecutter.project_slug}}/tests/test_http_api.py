@@ -39,7 +39,7 @@ def test_readyz_when_the_broadcaster_is_up(client: TestClient) -> None:
 
 
 def test_metrics_expose_the_documented_series(client: TestClient, make_token: TokenFactory) -> None:
-    """/metrics is Prometheus text with every series SPEC §7 names."""
+    """/metrics is Prometheus text with every series the README's Metrics section names."""
     assert publish(client, make_token(), {"data": 1}).status_code == 202
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -20,7 +20,7 @@ from test_broadcaster import Recorder, channel
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The service app, lifespan running, with two routes of "the team's own code"."""
+    """The service app, lifespan running, with two routes of "your own code"."""
     application = create_app(settings)
 
     @application.post("/orders/{order_id}/ship")

@@ -78,6 +78,16 @@ def test_missing_or_short_secret_is_refused(secret: str | None) -> None:
         load_settings(_env_file=None, jwt_secret=secret)
 
 
+def test_the_example_placeholder_secret_is_refused() -> None:
+    """A copy of `.env.example` doesn't start a service with its well-known secret."""
+    example = (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8")
+    placeholder = next(
+        line.partition("=")[2] for line in example.splitlines() if line.startswith("JWT_SECRET=")
+    )
+    with pytest.raises(SettingsError, match="JWT_SECRET is the placeholder"):
+        load_settings(_env_file=None, jwt_secret=placeholder)
+
+
 def test_public_key_may_be_a_pem_or_a_path(tmp_path: Path) -> None:
     """RS*/ES* read JWT_PUBLIC_KEY as PEM text or as a file holding it."""
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -104,7 +114,12 @@ def test_unreadable_public_key_is_refused(tmp_path: Path) -> None:
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("HEARTBEAT_INTERVAL", "-1"), ("JWT_SECRET", "too-short"), ("MAX_CONNECTIONS", "0")],
+    [
+        ("HEARTBEAT_INTERVAL", "-1"),
+        ("JWT_SECRET", "too-short"),
+        ("JWT_SECRET", "change-me-to-at-least-32-random-bytes"),
+        ("MAX_CONNECTIONS", "0"),
+    ],
 )
 def test_uvicorn_exits_non_zero_naming_the_variable(
     service_env: dict[str, str], tmp_path: Path, variable: str, value: str

@@ -36,8 +36,8 @@ DEADLINE = timedelta(seconds=2)
 
 SERVER_TYPES = {"message", "ping", "error", "subscribed", "unsubscribed", "published", "refreshed"}
 ERROR_CODES = {"bad_request", "unknown_type", "forbidden", "rate_limited", "unavailable"}
-# Close codes the protocol gives a reason for (SPEC §4, §5).
-SPEC_CLOSE_CODES = {1001, 1008, 1009, 1012, 1013}
+# Close codes the protocol documents (docs/websocket.md, "Close codes").
+DOCUMENTED_CLOSE_CODES = {1001, 1008, 1009, 1012, 1013}
 CLIENT_TYPES = ["subscribe", "unsubscribe", "publish", "pong", "refresh"]
 
 names = st.text(alphabet="abc:._-@ *é", max_size=12)
@@ -109,7 +109,7 @@ class Fuzzer:
         except ConnectionClosed as closed:
             self.ws = None
             code = closed.rcvd.code if closed.rcvd is not None else None
-            assert code in SPEC_CLOSE_CODES, f"closed with {code} after {payload!r}"
+            assert code in DOCUMENTED_CLOSE_CODES, f"closed with {code} after {payload!r}"
             return frames
 
 

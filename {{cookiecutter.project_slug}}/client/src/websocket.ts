@@ -49,7 +49,7 @@ export interface RealtimeWebSocketClientOptions {
   createWebSocket?: (url: string) => SocketLike;
 }
 
-// Frames the server sends (SPEC §4).
+// Frames the server sends (docs/websocket.md, "Server → client").
 type ServerFrame =
   | { type: "message"; channel: string; id: string; event: string; data: unknown }
   | { type: "subscribed"; channel: string; recovered: boolean; ref?: string }

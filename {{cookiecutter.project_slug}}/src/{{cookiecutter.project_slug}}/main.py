@@ -90,7 +90,12 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST"],
+{% if cookiecutter.transport == "websocket" %}
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+{% else %}
+        # Last-Event-ID: a fetch-based SSE client resumes with it.
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+{% endif %}
         expose_headers=["Retry-After"],
     )
     app.include_router(api.router)

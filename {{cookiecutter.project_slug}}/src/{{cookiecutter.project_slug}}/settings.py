@@ -20,6 +20,8 @@ JwtAlgorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"
 ]
 MIN_SECRET_BYTES = 32
+# `.env.example` ships a readable placeholder; a copy of it must not start a service.
+PLACEHOLDER_SECRET_PREFIX = "change-me"
 
 
 class SettingsError(Exception):
@@ -88,6 +90,11 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET is required for HS* algorithms")
             if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+            if self.jwt_secret.startswith(PLACEHOLDER_SECRET_PREFIX):
+                raise ValueError(
+                    "JWT_SECRET is the placeholder from .env.example: set a random one, e.g. "
+                    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
             if self.jwt_jwks_url:
                 raise ValueError("JWT_JWKS_URL needs an RS*/ES* JWT_ALGORITHM, not HS*")
         elif self.jwt_jwks_url:
