@@ -9,26 +9,21 @@ connection when the browser goes offline and comes back at once when online.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from browser.harness import Service, install_node_modules, mint, page_server
+from browser.chromium import playwright_api
+from browser.harness import Service, mint, page_server
 from rendering import (
     COMBINATIONS,
     IN_CI,
-    TEMPLATE,
     combo_id,
-    require_tool,
-    run,
     start_valkey,
 )
 
@@ -37,18 +32,6 @@ TOKEN = mint(channels="room:*")
 # Small delays so that reconnects happen within the test's patience; the
 # server's own `retry:` (SSE) still sets the floor.
 BACKOFF = {"initialDelay": 100, "maxDelay": 1000}
-NODE_CACHE = TEMPLATE / ".cache" / "client-node-modules"
-# Chromium as Debian ships it; Playwright gives it a fresh profile (--user-data-dir) itself.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
 
 
@@ -67,53 +50,6 @@ CASES = [
     for combo in COMBINATIONS
     for kind in clients_of(combo[0])
 ]
-
-
-def playwright_api() -> ModuleType:
-    """`playwright.sync_api`; skips without it locally, fails under CI=true."""
-    try:
-        return importlib.import_module("playwright.sync_api")
-    except ImportError:
-        if IN_CI:
-            pytest.fail("the playwright package is not installed (required under CI=true)")
-        pytest.skip("the playwright package is not installed")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """One headless Chromium per test worker; each test gets its own context."""
-    # Debian's path first; otherwise whatever `chromium` is on PATH (none: fail under CI).
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else require_tool("chromium")
-    api = playwright_api()
-    with api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="session")
-def built_client(
-    rendered: Callable[[str, str], Path],
-) -> Callable[[tuple[str, str]], Path]:
-    """`built_client(combo)`: that render's client/dist, built once per session."""
-    built: dict[tuple[str, str], Path] = {}
-
-    def get(combo: tuple[str, str]) -> Path:
-        if combo not in built:
-            npm = require_tool("npm")
-            require_tool("node")
-            client = rendered(*combo) / "client"
-            install_node_modules(client, NODE_CACHE, npm)
-            result = run([npm, "run", "build"], client, timeout=300)
-            assert result.returncode == 0, result.stdout
-            built[combo] = client / "dist"
-        return built[combo]
-
-    return get
 
 
 class Page:

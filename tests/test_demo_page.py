@@ -15,15 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser.chromium import playwright_api
 from browser.harness import Service, mint
 from rendering import COMBINATIONS, TEMPLATE, combo_id
-from test_browser import (  # noqa: F401  (fixtures, used by name)
-    WAIT_MS,
-    built_client,
-    chromium,
-    clients_of,
-    playwright_api,
-)
+from test_browser import WAIT_MS, clients_of
 
 CHANNEL = "demo:browser"
 ARTIFACTS = TEMPLATE / "test-artifacts"
@@ -112,7 +107,7 @@ class DemoPage:
 def demo_service(
     combo: tuple[str, str],
     rendered: Callable[[str, str], Path],
-    built_client: Callable[[tuple[str, str]], Path],  # noqa: F811
+    built_client: Callable[[tuple[str, str]], Path],
     tmp_path: Path,
 ) -> Iterator[Service]:
     """The rendered service with `DEMO_PAGE=true` and its client built."""
@@ -126,7 +121,7 @@ def demo_service(
 
 
 @pytest.fixture
-def two_pages(chromium: Any, demo_service: Service) -> Iterator[tuple[DemoPage, DemoPage]]:  # noqa: F811
+def two_pages(chromium: Any, demo_service: Service) -> Iterator[tuple[DemoPage, DemoPage]]:
     """Two demo pages, each in its own browser context (two people)."""
     contexts = [chromium.new_context(viewport={"width": 1200, "height": 900}) for _ in range(2)]
     try:

@@ -130,7 +130,9 @@ class WebSocketConnection(Connection):
                 exc_info=errors[0],
             )
             with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": INTERNAL_ERROR, "reason": ""})
+                await send(
+                    {"type": "websocket.close", "code": INTERNAL_ERROR, "reason": "internal error"}
+                )
 
     def discard(self) -> None:
         """Free the connection's slot: it won't be served after all."""
@@ -240,14 +242,6 @@ class WebSocketConnection(Connection):
         except (OSError, RuntimeError, WebSocketDisconnect):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
-        except Exception:
-            # A bug: said once in the log, and to the client as 1011, never a silent drop.
-            logger.exception("websocket writer failed (sub=%r)", self.principal.sub)
-            self._begin_close(INTERNAL_ERROR, "internal error", send_frame=False)
-            with contextlib.suppress(Exception):
-                await send(
-                    {"type": "websocket.close", "code": INTERNAL_ERROR, "reason": "internal error"}
-                )
 
     async def _send(self, send: Send, text: str) -> None:
         self._write_started = time.monotonic()
