@@ -167,6 +167,8 @@ def start_cluster(
     args = [
         *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
         *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+        # A replica's first sync starts at once, not after the default 5 s wait.
+        *("--repl-diskless-sync-delay", "0"),
         # Durable nodes keep their data across a kill, like a real deployment's.
         *(("--appendonly", "yes", "--appendfsync", "always") if durable else ()),
     ]
