@@ -102,29 +102,26 @@ class Run:
 async def publish_until(
     broadcaster: Broadcaster, channels: list[str], stop: asyncio.Event, run: Run
 ) -> dict[str, list[str]]:
-    """Publish at RATE, spread over `channels`, until `stop`; the ids answered 202, per channel.
+    """Publish round-robin over `channels` at RATE until `stop`; the ids answered 202, per channel.
 
-    One publisher per channel, each waiting for its answers, so each channel's
-    events are acknowledged in the order they were sent.
+    One publish at a time, each waiting for its answer, so every channel's events
+    are acknowledged in the order they were sent.
     """
     loop = asyncio.get_running_loop()
     acknowledged: dict[str, list[str]] = {name: [] for name in channels}
-
-    async def publish_to(name: str) -> None:
-        n = 0
-        next_at = loop.time()
-        while not stop.is_set():
-            try:
-                event = await broadcaster.publish(name, "message", encode_json(n))
-                acknowledged[name].append(event.id)
-                run.acknowledged += 1
-            except BroadcasterUnavailable:
-                run.refused += 1
-            n += 1
-            next_at += len(channels) / RATE
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-
-    await asyncio.gather(*(publish_to(name) for name in channels))
+    n = 0
+    next_at = loop.time()
+    while not stop.is_set():
+        name = channels[n % len(channels)]
+        try:
+            event = await broadcaster.publish(name, "message", encode_json(n))
+            acknowledged[name].append(event.id)
+            run.acknowledged += 1
+        except BroadcasterUnavailable:
+            run.refused += 1
+        n += 1
+        next_at += 1 / RATE
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
     return acknowledged
 
 
