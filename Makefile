@@ -22,16 +22,16 @@ $(BIN)/.installed: requirements-dev.txt
 	touch $@
 
 test: $(BIN)/.installed  ## lint the template's own code, render every combination, run every check
-	$(BIN)/ruff check hooks tests tools local_extensions.py
-	$(BIN)/ruff format --check hooks tests tools local_extensions.py
+	$(BIN)/ruff check hooks tests tools bench local_extensions.py
+	$(BIN)/ruff format --check hooks tests tools bench local_extensions.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 render: $(BIN)/.installed  ## interactive: answer the prompts, get a project in ./out
 	$(BIN)/cookiecutter --output-dir out .
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check hooks tests tools local_extensions.py
-	$(BIN)/ruff format --check hooks tests tools local_extensions.py
+	$(BIN)/ruff check hooks tests tools bench local_extensions.py
+	$(BIN)/ruff format --check hooks tests tools bench local_extensions.py
 
 locks: $(BIN)/.installed  ## refresh every combination's uv.lock after a pyproject.toml change (UPGRADE=1: newest versions)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)

@@ -111,7 +111,7 @@ def render_service(out: Path, broadcaster: str) -> Path:
             "bench: uv is not on PATH (https://docs.astral.sh/uv/): it installs the rendered service"
         )
     dest = out / f"render-{broadcaster}"
-    subprocess.run(
+    rendered = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -124,9 +124,12 @@ def render_service(out: Path, broadcaster: str) -> Path:
             "transport=both",
             f"broadcaster={broadcaster}",
         ],
-        check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if rendered.returncode:
+        sys.exit(f"bench: rendering failed:\n{rendered.stdout}{rendered.stderr}")
     project = dest / SLUG
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(project / ".venv")}
     env.pop("VIRTUAL_ENV", None)
@@ -422,7 +425,7 @@ def provenance(
         else f"{a.passes} interleaved passes, medians."
     )
     return [
-        f"Measured {started:%Y-%m-%d %H:%M} UTC with `{a.command}` at the template root. {kind}",
+        f"Measured {started:%Y-%m-%d %H:%M} UTC with `{a.command}` at the template repository's root. {kind}",
         f"Machine: {machine()}; load average {load:.1f} when it started. The servers and the driver share it.",
     ]
 
@@ -452,7 +455,7 @@ def write_results(
     text = [
         "# Benchmark results",
         "",
-        "Written by `bench/run.py`; see bench/README.md for what each server is.",
+        "Written by `make bench` (bench/run.py); [README.md](README.md) says what each server is and how it is measured.",
         "",
         *provenance(a, smoke, started, load),
         "",
@@ -533,7 +536,7 @@ def main() -> int:
     a.command = a.command or "python " + " ".join(sys.argv)
     if a.quick:
         a.passes, a.subscribers, a.jobs, a.settle = 1, 25, 3, 0.1
-    a1_msgs, a3_msgs = (20, 5) if a.quick else (60, 15)
+    a1_msgs, a3_msgs = (20, 5) if a.quick else (40, 10)
     plan = [
         {"id": "B", "scenario": "idle", "n": 2 * a.subscribers},
         {"id": "A1", "scenario": "fanout", "n": a.subscribers, "messages": a1_msgs},
