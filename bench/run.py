@@ -418,15 +418,25 @@ def versions(project: Path) -> str:
 def provenance(
     a: argparse.Namespace, smoke: bool, started: datetime.datetime, load: float
 ) -> list[str]:
-    kind = (
-        "**Smoke run** (fewer subscribers and passes than the defaults, on a machine that was busy with "
-        "other work): it shows that the benchmark runs, its numbers are not for quoting."
-        if smoke
-        else f"{a.passes} interleaved passes, medians."
-    )
+    if smoke:
+        kind = (
+            f"**Smoke run** ({a.passes_done} pass{'es' if a.passes_done != 1 else ''}, "
+            f"{a.subscribers} subscribers in A1"
+            f"{', servers measured side by side' if a.jobs > 1 else ''}): it shows that the benchmark "
+            "runs; its numbers are not for quoting."
+        )
+    else:
+        kind = f"{a.passes_done} interleaved passes, medians."
+    if a.passes_done < a.passes:
+        kind += (
+            f" It stopped after {a.passes_done} of {a.passes} passes: another would have run past "
+            f"the {a.budget:g}-minute budget."
+        )
+    busy = " (busy: above its core count)" if load > (os.cpu_count() or 1) else ""
     return [
         f"Measured {started:%Y-%m-%d %H:%M} UTC with `{a.command}` at the template repository's root. {kind}",
-        f"Machine: {machine()}; load average {load:.1f} when it started. The servers and the driver share it.",
+        f"Machine: {machine()}; load average {load:.1f} when it started{busy}. "
+        "The servers and the driver share it.",
     ]
 
 
@@ -542,7 +552,6 @@ def main() -> int:
         {"id": "A1", "scenario": "fanout", "n": a.subscribers, "messages": a1_msgs},
         {"id": "A3", "scenario": "fanout", "n": 4 * a.subscribers, "messages": a3_msgs},
     ]
-    smoke = a.quick or a.passes < 3 or a.subscribers < 500 or a.jobs > 1
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
     out = Path(a.out).resolve()
@@ -554,16 +563,15 @@ def main() -> int:
     redis, redis_url = start_redis()
     raw = out / f"run-{started:%Y%m%d-%H%M%S}.jsonl"
     cells = [
-        (pas, mode, transport, server)
-        for pas in range(1, a.passes + 1)
+        (mode, transport, server)
         for mode in MODES
         for transport in TRANSPORTS
         for server in SERVERS
         if mode in server.modes and transport in server.transports
     ]
 
-    def one(cell: tuple[int, str, str, Server]) -> dict[str, Any]:
-        pas, mode, transport, server = cell
+    def one(pas: int, cell: tuple[str, str, Server]) -> dict[str, Any]:
+        mode, transport, server = cell
         r = run_server(server, mode, transport, plan, projects, redis_url, logdir, pas, a.settle)
         summary = " ".join(
             f"{sid}={get(step(r, sid), 'events_per_s') or get(step(r, sid), 'kib_per_conn')}"
@@ -575,12 +583,22 @@ def main() -> int:
         )
         return r
 
+    results: list[dict[str, Any]] = []
+    a.passes_done = 0
     try:
         with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            results = list(pool.map(one, cells))
+            for pas in range(1, a.passes + 1):
+                t_pass = time.monotonic()
+                results += pool.map(lambda cell, pas=pas: one(pas, cell), cells)
+                a.passes_done = pas
+                elapsed, took = time.monotonic() - t0, time.monotonic() - t_pass
+                if pas < a.passes and elapsed + took > a.budget * 60:
+                    log(f"stopping after pass {pas}: another ({took:.0f} s) would pass the budget")
+                    break
         raw.write_text("".join(json.dumps(r) + "\n" for r in results), encoding="utf-8")
     finally:
         stop(redis)
+    smoke = a.quick or a.passes_done < 3 or a.subscribers < 500 or a.jobs > 1
     measured = write_results(a, results, smoke, started, load, projects, plan)
     if a.update_docs:
         update_docs(a, ROOT, measured, smoke, started, load)
