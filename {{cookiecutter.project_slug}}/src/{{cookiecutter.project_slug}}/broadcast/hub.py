@@ -1,21 +1,18 @@
-"""The broadcaster interface: publish, subscribe with resume, and local fan-out.
+"""The broadcaster: local fan-out over a backend, with gapless resume.
 
-A broadcaster never knows about sockets. Subscribers are objects with `deliver`
-and `replay` (a connection's outbox); each event is handed to every local
-subscriber of its channel without awaiting any of them.
+A broadcaster never knows about sockets. Subscribers are objects with `deliver`,
+`replay` and `lost` (a connection's outbox); each event is handed to every local
+subscriber of its channel without awaiting any of them. Storage and delivery
+between processes belong to the `Backend` it is composed with.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..events import Event
-
-
-class BroadcasterUnavailable(Exception):
-    """The broadcaster can't store or fan out events right now."""
+from .backend import Backend
 
 
 class Subscriber(Protocol):
@@ -32,11 +29,11 @@ class Subscriber(Protocol):
 
 
 class _ReplayGate:
-    """Stands in for a subscriber while its history is read, holding live events.
+    """Holds a new subscriber's live events while its history is read.
 
-    The subscription starts before history is read, so nothing published in
-    between is lost; once the replay is out, the held events that the replay
-    didn't already contain follow it.
+    It is subscribed before history is read, so nothing published in between is
+    lost; once the replay is out, the held events the replay didn't already
+    contain follow it.
     """
 
     __slots__ = ("held", "lost_continuity")
@@ -55,35 +52,34 @@ class _ReplayGate:
         self.lost_continuity = True  # passed on once the subscriber takes over
 
 
-class Broadcaster(ABC):
-    """Stores events in per-channel history and fans them out to subscribers.
+class Broadcaster:
+    """Publishes through a backend and fans its events out to local subscribers."""
 
-    Subclasses provide storage and transport between processes; this class keeps
-    the local subscriber sets and the gapless replay-then-live seam.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
         self._subscribers: dict[str, set[Subscriber]] = {}
+        backend.attach(self)
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Open connections and start background work."""
+        """Connect the backend."""
+        await self.backend.connect()
 
     async def stop(self) -> None:
-        """Release everything `start` opened."""
+        """Close the backend."""
+        await self.backend.close()
 
     def is_up(self) -> bool:
         """Whether publishing and live delivery worked at the last check."""
-        return True
+        return self.backend.is_up()
 
     async def is_ready(self) -> bool:
         """Whether publishing and live delivery work right now."""
-        return self.is_up()
+        return await self.backend.is_ready()
 
     # -- the interface transports use -----------------------------------------
 
-    @abstractmethod
     async def publish(
         self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
     ) -> Event:
@@ -96,6 +92,15 @@ class Broadcaster(ABC):
         and storing the event are one atomic step, so a publish that failed or
         timed out may be retried with the same key without a duplicate.
         """
+        return await self.backend.publish(channel, name, data, idempotency_key)
+
+    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
+        """Every retained event after `last_event_id`, in order.
+
+        None when continuity can't be guaranteed: the id is unknown, malformed,
+        older than the retained history, or from before a restart.
+        """
+        return await self.backend.history_after(channel, last_event_id)
 
     async def subscribe(
         self,
@@ -109,32 +114,30 @@ class Broadcaster(ABC):
         Returns `recovered`: False when `last_event_id` was given but the events
         after it can't all be replayed (then nothing is replayed). `on_live(recovered)`
         runs after any replay and before the first live event, so a transport can
-        put its acknowledgement or resync marker exactly there.
+        put its acknowledgement or resync marker exactly there. Raises
+        `BroadcasterUnavailable` when the channel can't be delivered live.
         """
-        if last_event_id is None:
-            self._add(channel, subscriber)
-            if on_live is not None:
-                on_live(True)
-            return True
-
         gate = _ReplayGate()
         self._add(channel, gate)
         try:
-            missed = await self.history_after(channel, last_event_id)
+            await self.backend.wait_live(channel)
+            missed = (
+                [] if last_event_id is None else await self.history_after(channel, last_event_id)
+            )
         except BaseException:
             self._discard(channel, gate)
             raise
         recovered = missed is not None
-        seen = last_event_id
         if missed:
             subscriber.replay(missed)
-            seen = missed[-1].id
         if on_live is not None:
             on_live(recovered)
         held = gate.held
         if held:
-            if recovered:
-                held = [e for e in held if self.is_after(e.id, seen)]
+            # Dedup by id: the held events the replay already carried are dropped.
+            seen = missed[-1].id if missed else last_event_id
+            if recovered and seen is not None:
+                held = [e for e in held if self.backend.is_after(e.id, seen)]
             subscriber.replay(held)
         # No await since the replay: the swap can't miss an event.
         self._swap(channel, gate, subscriber)
@@ -146,25 +149,13 @@ class Broadcaster(ABC):
         """Stop delivering `channel` to `subscriber` (no-op if not subscribed)."""
         self._discard(channel, subscriber)
 
-    @abstractmethod
-    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
-        """Every retained event after `last_event_id`, in order.
-
-        None when continuity can't be guaranteed: the id is unknown, malformed,
-        older than the retained history, or from before a restart.
-        """
-
-    @abstractmethod
-    def is_after(self, event_id: str, other_id: str) -> bool:
-        """Whether `event_id` was published after `other_id` on the same channel."""
-
-    # -- local fan-out -------------------------------------------------------
-
     def subscriber_count(self, channel: str) -> int:
         """How many local subscribers `channel` has."""
         return len(self._subscribers.get(channel, ()))
 
-    def _dispatch(self, event: Event) -> None:
+    # -- the backend's sink --------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
         """Hand `event` to every local subscriber of its channel."""
         subscribers = self._subscribers.get(event.channel)
         if subscribers:
@@ -172,16 +163,18 @@ class Broadcaster(ABC):
             for subscriber in tuple(subscribers):
                 subscriber.deliver(event)
 
-    def _lost(self, channel: str) -> None:
+    def lost(self, channel: str) -> None:
         """Tell every local subscriber of `channel` that its events may have a gap."""
         for subscriber in tuple(self._subscribers.get(channel, ())):
             subscriber.lost(channel)
+
+    # -- local subscriber sets -------------------------------------------------
 
     def _add(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             subscribers = self._subscribers[channel] = set()
-            self._channel_opened(channel)
+            self.backend.follow(channel)
         subscribers.add(subscriber)
 
     def _discard(self, channel: str, subscriber: Subscriber) -> None:
@@ -191,15 +184,9 @@ class Broadcaster(ABC):
         subscribers.discard(subscriber)
         if not subscribers:
             del self._subscribers[channel]
-            self._channel_closed(channel)
+            self.backend.unfollow(channel)
 
     def _swap(self, channel: str, old: Subscriber, new: Subscriber) -> None:
         subscribers = self._subscribers.setdefault(channel, set())
         subscribers.discard(old)
         subscribers.add(new)
-
-    def _channel_opened(self, channel: str) -> None:
-        """Hook: the first local subscriber of `channel` arrived."""
-
-    def _channel_closed(self, channel: str) -> None:
-        """Hook: the last local subscriber of `channel` left."""
