@@ -56,7 +56,7 @@ class Broadcaster:
     """Publishes through a backend and fans its events out to local subscribers."""
 
     def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+        self._backend = backend
         self._subscribers: dict[str, set[Subscriber]] = {}
         backend.attach(self)
 
@@ -64,19 +64,19 @@ class Broadcaster:
 
     async def start(self) -> None:
         """Connect the backend."""
-        await self.backend.connect()
+        await self._backend.connect()
 
     async def stop(self) -> None:
         """Close the backend."""
-        await self.backend.close()
+        await self._backend.close()
 
     def is_up(self) -> bool:
         """Whether publishing and live delivery worked at the last check."""
-        return self.backend.is_up()
+        return self._backend.is_up()
 
     async def is_ready(self) -> bool:
         """Whether publishing and live delivery work right now."""
-        return await self.backend.is_ready()
+        return await self._backend.is_ready()
 
     # -- the interface transports use -----------------------------------------
 
@@ -92,7 +92,7 @@ class Broadcaster:
         and storing the event are one atomic step, so a publish that failed or
         timed out may be retried with the same key without a duplicate.
         """
-        return await self.backend.publish(channel, name, data, idempotency_key)
+        return await self._backend.publish(channel, name, data, idempotency_key)
 
     async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
         """Every retained event after `last_event_id`, in order.
@@ -100,7 +100,7 @@ class Broadcaster:
         None when continuity can't be guaranteed: the id is unknown, malformed,
         older than the retained history, or from before a restart.
         """
-        return await self.backend.history_after(channel, last_event_id)
+        return await self._backend.history_after(channel, last_event_id)
 
     async def subscribe(
         self,
@@ -120,7 +120,7 @@ class Broadcaster:
         gate = _ReplayGate()
         self._add(channel, gate)
         try:
-            await self.backend.wait_live(channel)
+            await self._backend.wait_live(channel)
             missed = (
                 [] if last_event_id is None else await self.history_after(channel, last_event_id)
             )
@@ -137,7 +137,7 @@ class Broadcaster:
             # Dedup by id: the held events the replay already carried are dropped.
             seen = missed[-1].id if missed else last_event_id
             if recovered and seen is not None:
-                held = [e for e in held if self.backend.is_after(e.id, seen)]
+                held = [e for e in held if self._backend.is_after(e.id, seen)]
             subscriber.replay(held)
         # No await since the replay: the swap can't miss an event.
         self._swap(channel, gate, subscriber)
@@ -174,7 +174,7 @@ class Broadcaster:
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             subscribers = self._subscribers[channel] = set()
-            self.backend.follow(channel)
+            self._backend.follow(channel)
         subscribers.add(subscriber)
 
     def _discard(self, channel: str, subscriber: Subscriber) -> None:
@@ -184,7 +184,7 @@ class Broadcaster:
         subscribers.discard(subscriber)
         if not subscribers:
             del self._subscribers[channel]
-            self.backend.unfollow(channel)
+            self._backend.unfollow(channel)
 
     def _swap(self, channel: str, old: Subscriber, new: Subscriber) -> None:
         subscribers = self._subscribers.setdefault(channel, set())
