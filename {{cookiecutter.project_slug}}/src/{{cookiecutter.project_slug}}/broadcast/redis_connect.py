@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -29,15 +30,18 @@ def client_name(prefix: str, role: str) -> str:
     return f"{prefix}{role}:{socket.gethostname()}:{os.getpid()}"
 
 
+def _options(name: str) -> dict[str, Any]:
+    return {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": name,
+    }
+
+
 def connect(url: str, name: str) -> Redis:
     """A client of the Redis server `url` names."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name,
-    )
+    return Redis.from_url(url, **_options(name))
 
 
 def connect_cluster(url: str, name: str) -> RedisCluster:
@@ -45,14 +49,7 @@ def connect_cluster(url: str, name: str) -> RedisCluster:
 
     Redirections (MOVED, ASK) are still followed; connection errors are not retried.
     """
-    return RedisCluster.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        require_full_coverage=False,
-        client_name=name,
-    )
+    return RedisCluster.from_url(url, require_full_coverage=False, **_options(name))
 
 
 def connect_node(url: str, node: ClusterNode, name: str) -> Redis:
