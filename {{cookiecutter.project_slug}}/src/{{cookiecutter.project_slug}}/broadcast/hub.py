@@ -29,27 +29,39 @@ class Subscriber(Protocol):
 
 
 class _ReplayGate:
-    """Holds a new subscriber's live events while its history is read.
+    """Stands in for a new subscriber while its history is read, and until live catches up.
 
     It is subscribed before history is read, so nothing published in between is
     lost; once the replay is out, the held events the replay didn't already
-    contain follow it.
+    contain follow it. History can run ahead of the live stream (an event is
+    read from storage before its live copy arrives): then the gate stays, drops
+    the live events up to the last one replayed, and hands over at the first
+    newer one.
     """
 
-    __slots__ = ("held", "lost_continuity")
+    __slots__ = ("catch_up", "held", "lost_continuity", "subscriber")
 
     def __init__(self) -> None:
         self.held: list[Event] = []
         self.lost_continuity = False
+        # Set once replayed: takes each live event until the gate hands over.
+        self.catch_up: Callable[[Event], None] | None = None
+        self.subscriber: Subscriber | None = None  # set while catching up
 
     def deliver(self, event: Event) -> None:
-        self.held.append(event)
+        if self.catch_up is None:
+            self.held.append(event)
+        else:
+            self.catch_up(event)
 
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         self.held.extend(events)
 
     def lost(self, channel: str) -> None:
-        self.lost_continuity = True  # passed on once the subscriber takes over
+        if self.subscriber is not None:
+            self.subscriber.lost(channel)
+        else:
+            self.lost_continuity = True  # passed on once the replay is out
 
 
 class Broadcaster:
@@ -58,6 +70,8 @@ class Broadcaster:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._subscribers: dict[str, set[Subscriber]] = {}
+        # Gates still standing in for subscribers whose replay ran ahead of live.
+        self._gates: dict[tuple[str, Subscriber], _ReplayGate] = {}
         backend.attach(self)
 
     # -- lifecycle -----------------------------------------------------------
@@ -132,22 +146,26 @@ class Broadcaster:
             subscriber.replay(missed)
         if on_live is not None:
             on_live(recovered)
+        # Dedup by id: whatever the replay already carried is dropped.
+        seen = (missed[-1].id if missed else last_event_id) if recovered else None
         held = gate.held
+        if seen is not None:
+            held = [e for e in held if self._backend.is_after(e.id, seen)]
         if held:
-            # Dedup by id: the held events the replay already carried are dropped.
-            seen = missed[-1].id if missed else last_event_id
-            if recovered and seen is not None:
-                held = [e for e in held if self._backend.is_after(e.id, seen)]
             subscriber.replay(held)
-        # No await since the replay: the swap can't miss an event.
-        self._swap(channel, gate, subscriber)
         if gate.lost_continuity:
             subscriber.lost(channel)
+        # No await since the replay: the handover can't miss an event.
+        if seen is None or held or self._live_reached(gate.held, seen):
+            self._swap(channel, gate, subscriber)
+        else:
+            self._catch_up(channel, gate, subscriber, seen)
         return recovered
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Stop delivering `channel` to `subscriber` (no-op if not subscribed)."""
-        self._discard(channel, subscriber)
+        gate = self._gates.pop((channel, subscriber), None)
+        self._discard(channel, subscriber if gate is None else gate)
 
     def subscriber_count(self, channel: str) -> int:
         """How many local subscribers `channel` has."""
@@ -185,6 +203,21 @@ class Broadcaster:
         if not subscribers:
             del self._subscribers[channel]
             self._backend.unfollow(channel)
+
+    def _live_reached(self, held: list[Event], seen: str) -> bool:
+        return bool(held) and not self._backend.is_after(seen, held[-1].id)
+
+    def _catch_up(self, channel: str, gate: _ReplayGate, subscriber: Subscriber, seen: str) -> None:
+        def catch_up(event: Event) -> None:
+            if not self._backend.is_after(event.id, seen):
+                return  # replayed already; its live copy came late
+            self._gates.pop((channel, subscriber), None)
+            self._swap(channel, gate, subscriber)
+            subscriber.deliver(event)
+
+        gate.catch_up = catch_up
+        gate.subscriber = subscriber
+        self._gates[(channel, subscriber)] = gate
 
     def _swap(self, channel: str, old: Subscriber, new: Subscriber) -> None:
         subscribers = self._subscribers.setdefault(channel, set())
