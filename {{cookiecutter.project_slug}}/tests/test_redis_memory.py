@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from {{ cookiecutter.project_slug }}.broadcast.redis import RedisBroadcaster
+from {{ cookiecutter.project_slug }}.broadcast import Broadcaster
+from {{ cookiecutter.project_slug }}.broadcast.redis import RedisBackend
 
 from redis_server import RedisServerProcess, start_redis_server
 
@@ -39,9 +40,9 @@ def bounded_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
 
 
 @pytest.fixture
-async def bounded(bounded_redis: RedisServerProcess) -> AsyncIterator[RedisBroadcaster]:
+async def bounded(bounded_redis: RedisServerProcess) -> AsyncIterator[Broadcaster]:
     """A broadcaster on that server."""
-    broadcaster = RedisBroadcaster(bounded_redis.url, history_size=1000, history_ttl=3600)
+    broadcaster = Broadcaster(RedisBackend(bounded_redis.url, history_size=1000, history_ttl=3600))
     await broadcaster.start()
     try:
         yield broadcaster
@@ -50,7 +51,7 @@ async def bounded(bounded_redis: RedisServerProcess) -> AsyncIterator[RedisBroad
 
 
 async def test_history_is_evicted_under_maxmemory_and_resumes_into_it_resync(
-    bounded: RedisBroadcaster, bounded_redis: RedisServerProcess
+    bounded: Broadcaster, bounded_redis: RedisServerProcess
 ) -> None:
     """Every publish succeeds; the earliest channel's resume is unrecoverable, the latest's whole."""
     first = await bounded.publish("spray:0", "message", PAYLOAD)

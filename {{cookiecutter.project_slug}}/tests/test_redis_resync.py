@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.broadcast.redis import RedisBroadcaster
+from {{ cookiecutter.project_slug }}.broadcast import Broadcaster
+from {{ cookiecutter.project_slug }}.broadcast.redis import RedisBackend
 
 from redis_server import RedisServerProcess, start_redis_server
 from test_broadcaster import Recorder
@@ -45,7 +46,7 @@ async def test_subscribers_hear_lost_continuity_before_the_next_event(
     own_redis: RedisServerProcess,
 ) -> None:
     """Redis restarted empty: `lost` for the channel with history, then live events again."""
-    broadcaster = RedisBroadcaster(own_redis.url, history_size=100, history_ttl=3600)
+    broadcaster = Broadcaster(RedisBackend(own_redis.url, history_size=100, history_ttl=3600))
     await broadcaster.start()
     busy, quiet = f"busy:{uuid.uuid4().hex}", f"quiet:{uuid.uuid4().hex}"
     on_busy, on_quiet = Recorder(), Recorder()

@@ -1,30 +1,31 @@
-"""Broadcasters: the interface and the implementation this service was rendered with."""
+"""The broadcaster (local fan-out, `hub`) composed with the backend this service was rendered with."""
 
 from __future__ import annotations
 
 from ..settings import Settings
-from .base import Broadcaster, BroadcasterUnavailable, Subscriber
+from .backend import Backend, BroadcasterUnavailable
+from .hub import Broadcaster, Subscriber
 {% if cookiecutter.broadcaster == "redis" %}
-from .redis import RedisBroadcaster
-from .redis_cluster import ClusterBroadcaster
+from .redis import RedisBackend
 {% else %}
-from .memory import MemoryBroadcaster
+from .memory import MemoryBackend
 {% endif %}
 
-__all__ = ["Broadcaster", "BroadcasterUnavailable", "Subscriber", "create_broadcaster"]
+__all__ = ["Backend", "Broadcaster", "BroadcasterUnavailable", "Subscriber", "create_broadcaster"]
 
 
 def create_broadcaster(settings: Settings) -> Broadcaster:
     """The configured broadcaster, not yet started."""
 {% if cookiecutter.broadcaster == "redis" %}
-    kind = ClusterBroadcaster if settings.redis_cluster else RedisBroadcaster
-    return kind(
+    backend = RedisBackend(
         settings.redis_url,
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
+        cluster=settings.redis_cluster,
     )
 {% else %}
-    return MemoryBroadcaster(
+    backend = MemoryBackend(
         settings.history_size, settings.history_ttl, max_bytes=settings.history_max_bytes
     )
 {% endif %}
+    return Broadcaster(backend)

@@ -1,4 +1,4 @@
-"""The in-process broadcaster: one worker, history in memory.
+"""The in-process backend: one worker, history in memory.
 
 Event ids are `<epoch>-<sequence>`: the epoch changes with every start, so an id
 from before a restart is recognised as one and answered with a resync.
@@ -18,10 +18,11 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ..events import Event
-from .base import Broadcaster
+from .backend import Sink
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +116,12 @@ class _ChannelHistory:
         return missed
 
 
-class MemoryBroadcaster(Broadcaster):
+class MemoryBackend:
     """Keeps the last `history_size` events per channel for `history_ttl` seconds."""
 
+    _deliver: Callable[[Event], None]  # the sink's, set by `attach`
+
     def __init__(self, history_size: int, history_ttl: float, *, max_bytes: int) -> None:
-        super().__init__()
         self._history_size = history_size
         self._history_ttl = history_ttl
         self._max_bytes = max_bytes
@@ -131,17 +133,37 @@ class MemoryBroadcaster(Broadcaster):
         # history expires and starts again.
         self._seq = 0
         self._histories: dict[str, _ChannelHistory] = {}
+        self._followed: set[str] = set()  # channels with local subscribers
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    def attach(self, sink: Sink) -> None:
+        self._deliver = sink.deliver
+
+    async def connect(self) -> None:
         warn_if_one_of_several_workers()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="history-sweeper")
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+
+    def is_up(self) -> bool:
+        return True
+
+    async def is_ready(self) -> bool:
+        return True
+
+    def follow(self, channel: str) -> None:
+        self._followed.add(channel)
+
+    def unfollow(self, channel: str) -> None:
+        self._followed.discard(channel)
+        self._expire(channel, time.monotonic())
+
+    async def wait_live(self, channel: str) -> None:
+        """Live at once: a publish here is delivered before it returns."""
 
     async def publish(
         self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
@@ -163,7 +185,7 @@ class MemoryBroadcaster(Broadcaster):
         if idempotency_key is not None:
             self._bytes += history.remember(idempotency_key, event.id)
         self._keep_within_budget(history)
-        self._dispatch(event)
+        self._deliver(event)
         return event
 
     def history_bytes(self) -> int:
@@ -208,7 +230,7 @@ class MemoryBroadcaster(Broadcaster):
 
     def channel_count(self) -> int:
         """How many channels hold history or subscribers (memory in use)."""
-        return len(self._histories.keys() | self._subscribers.keys())
+        return len(self._histories.keys() | self._followed)
 
     def is_after(self, event_id: str, other_id: str) -> bool:
         a, b = self._parse(event_id), self._parse(other_id)
@@ -220,9 +242,6 @@ class MemoryBroadcaster(Broadcaster):
         if epoch != self._epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > MAX_DIGITS:
             return None
         return int(seq)
-
-    def _channel_closed(self, channel: str) -> None:
-        self._expire(channel, time.monotonic())
 
     def _expire(self, channel: str, now: float) -> None:
         history = self._histories.get(channel)
@@ -236,7 +255,7 @@ class MemoryBroadcaster(Broadcaster):
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for channel in [c for c in self._histories if not self.subscriber_count(c)]:
+            for channel in [c for c in self._histories if c not in self._followed]:
                 self._expire(channel, now)
 
 

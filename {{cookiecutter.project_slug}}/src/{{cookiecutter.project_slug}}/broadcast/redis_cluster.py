@@ -1,4 +1,4 @@
-"""The Redis broadcaster on a Redis Cluster: keys by hash tag, sharded pub/sub per node.
+"""Listening to a Redis Cluster: sharded pub/sub, one connection per primary node.
 
 Each channel lives in one slot (see `redis_streams`): its stream, and the sharded
 pub/sub channel its publish script announces on with `SPUBLISH`. Commands go
@@ -24,18 +24,15 @@ import logging
 import os
 import secrets
 import socket
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.retry import Retry
 
-from ..events import Event
-from .redis import CONNECT_TIMEOUT, SOCKET_TIMEOUT, RedisBroadcaster
+from .backend import Sink
+from .redis_connect import client_name, connect_node
 from .redis_listener import PubSubListener
-from .redis_streams import SHARDED_PUBLISH_SCRIPT, StreamId, channel_of, key_for, parse_id
+from .redis_streams import StreamId, StreamStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,65 +41,6 @@ RETRY_INTERVAL = 0.5  # how soon after a failure (or a lost channel) it is re-re
 STOP_TIMEOUT = 3.0
 CANARY_TRIES = 100_000  # names tried for a canary in a node's slots
 MOVE_CHECK = 0.25  # how often a wait for a channel looks whether it changed node
-
-
-class ClusterBroadcaster(RedisBroadcaster):
-    """Broadcasts through a Redis Cluster that `url` names any node of."""
-
-    def _connect_commands(self) -> RedisCluster:
-        # No retries after a connection error: a failed publish is answered 503
-        # rather than stored twice. Redirections (MOVED, ASK) are still followed.
-        return RedisCluster.from_url(
-            self._url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            require_full_coverage=False,
-            client_name=self._client_name("commands"),
-        )
-
-    def _make_listener(self) -> ClusterListener:
-        return ClusterListener(self)
-
-    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
-        """Retained events after `last_event_id`, up to the last one delivered live here.
-
-        While a channel's slot migrates, its stream may already sit on the new
-        node, where publishes are announced, while this worker still listens on
-        the old one: the stream runs ahead of live delivery until the move
-        completes and the listener backfills. Events past what the listener
-        delivered reach the subscriber through it, so replaying them too would
-        deliver them twice.
-        """
-        missed = await super().history_after(channel, last_event_id)
-        delivered = self._listener.last_id(self._key(channel))
-        if missed is None or delivered is None:
-            return missed
-        return [e for e in missed if (parse_id(e.id) or delivered) <= delivered]
-
-    def _script(self) -> str:
-        return SHARDED_PUBLISH_SCRIPT
-
-    def _key(self, channel: str) -> str:
-        return key_for(channel, self._prefix, cluster=True)
-
-    def _to_channel(self, key: str) -> str:
-        return channel_of(key, self._prefix, cluster=True)
-
-    def _node_client(self, node: ClusterNode, role: str) -> Redis:
-        """A plain client of one node, with the same credentials and options as `url`."""
-        parts = urlsplit(self._url)
-        credentials, _, _ = parts.netloc.rpartition("@")
-        netloc = f"{credentials}@" if credentials else ""
-        netloc += f"[{node.host}]" if ":" in node.host else node.host
-        url = urlunsplit(parts._replace(netloc=f"{netloc}:{node.port}", path="/0"))
-        return Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            client_name=self._client_name(role),
-        )
 
 
 class _Node:
@@ -117,11 +55,21 @@ class _Node:
 
 
 class ClusterListener:
-    """The listener interface of `PubSubListener`, spread over the cluster's primaries."""
+    """The listener interface of `PubSubListener`, spread over the cluster's primaries.
 
-    def __init__(self, broadcaster: ClusterBroadcaster) -> None:
-        self._broadcaster = broadcaster
-        self._cluster: RedisCluster = broadcaster._commands
+    `url` names any node of the cluster, `store` is on the cluster's client; node
+    connections are named after `name_prefix`, canaries after `canary_prefix`.
+    """
+
+    def __init__(
+        self, url: str, store: StreamStore, sink: Sink, *, name_prefix: str, canary_prefix: str
+    ) -> None:
+        self._url = url
+        self._store = store
+        self._sink = sink
+        self._name_prefix = name_prefix
+        self._canary_prefix = canary_prefix
+        self._cluster: RedisCluster = store.commands
         self._nodes: dict[str, _Node] = {}  # by node name, host:port
         self._owner: dict[str, str | None] = {}  # open channel key -> node name
         # Channels not placed yet (no owner known), with the last id delivered.
@@ -302,7 +250,7 @@ class ClusterListener:
 
     async def _start_node(self, primary: ClusterNode) -> _Node | None:
         # The canary must hash to a slot this node owns, or it couldn't hear it.
-        prefix = self._broadcaster._canary_prefix()
+        prefix = self._canary_prefix
         for n in range(CANARY_TRIES):
             canary = prefix + "{" + f"{self._token}:{n}" + "}"
             slot = key_slot(canary.encode())
@@ -310,23 +258,23 @@ class ClusterListener:
                 break
         else:
             return None  # a primary without slots has no channels to listen to
-        commands = self._broadcaster._node_client(primary, "canary")
+        commands = self._node_client(primary, "canary")
         listener = PubSubListener(
-            self._broadcaster._node_client(primary, "pubsub"),
+            self._node_client(primary, "pubsub"),
             commands,
-            fetch_from=self._broadcaster._fetch_from,
-            latest=self._broadcaster._latest,
-            dispatch=self._broadcaster._dispatch,
-            to_channel=self._broadcaster._to_channel,
+            self._store,
+            self._sink,
             canary_prefix=prefix,
             sharded=True,
             canary=canary,
-            lost=self._broadcaster._lost,
             on_moved=self._moved,
         )
         node = _Node(listener, commands, slot)
         await listener.start(wait=0)
         return node
+
+    def _node_client(self, node: ClusterNode, role: str) -> Redis:
+        return connect_node(self._url, node, client_name(self._name_prefix, role))
 
     async def _stop_node(self, node: _Node) -> None:
         await node.listener.stop()

@@ -23,7 +23,7 @@ import random
 import secrets
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -31,8 +31,8 @@ from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 from redis.exceptions import AskError
 
-from ..events import Event
-from .redis_streams import StreamId, decode_message, parse_id
+from .backend import Sink
+from .redis_streams import NO_ID, StreamId, StreamStore, decode_message, parse_id
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,6 @@ BACKOFF_CAP = 2.0  # keeps recovery well within 10 s of Redis coming back
 SUBSCRIBE_BATCH = 500
 STOP_TIMEOUT = 3.0
 
-Fetch = Callable[[str, StreamId | None], Awaitable[list[Event]]]
-NO_ID: StreamId = (0, 0)  # the newest id of a stream that doesn't exist
-Latest = Callable[[str], Awaitable[StreamId]]
 Verb = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
 SHARDED_KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
 
@@ -75,24 +72,19 @@ class PubSubListener:
     `client` opens the pub/sub connection (`sharded`: sharded pub/sub, to one
     cluster node, whose canary name must hash to a slot of that node; a channel
     the node stops owning is reported to `on_moved`); the canary is published with
-    `commands`, the path real publishes take. `fetch_from(key, last_id)` reads a
-    stream from an id on (all of it for None), `latest(key)` its newest id (NO_ID
-    when there is none); `dispatch(event)` hands a live event to local
-    subscribers. Channels are Redis names (stream keys); `to_channel` maps them
-    back to the service's channel names. `lost(channel)` tells local subscribers
-    that a backfill couldn't close the gap (Redis lost or trimmed the history).
+    `commands`, the path real publishes take. Channels are Redis names (stream
+    keys); backfills read them from `store`. Live events go to `sink`, and so
+    does the news that a backfill couldn't close a gap (Redis lost or trimmed
+    the history).
     """
 
     def __init__(
         self,
         client: Redis,
         commands: Redis,
+        store: StreamStore,
+        sink: Sink,
         *,
-        fetch_from: Fetch,
-        latest: Latest,
-        dispatch: Callable[[Event], None],
-        lost: Callable[[str], None],
-        to_channel: Callable[[str], str],
         canary_prefix: str,
         sharded: bool = False,
         canary: str | None = None,
@@ -100,11 +92,8 @@ class PubSubListener:
     ) -> None:
         self._client = client
         self._commands_client = commands
-        self._fetch_from = fetch_from
-        self._latest = latest
-        self._dispatch = dispatch
-        self._lost = lost
-        self._to_channel = to_channel
+        self._store = store
+        self._sink = sink
         self.canary = canary or (
             f"{canary_prefix}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         )
@@ -352,7 +341,7 @@ class PubSubListener:
         channel = self._channels.get(key)
         if channel is None or not channel.ready.is_set():
             return  # not ours yet: a backfill or the subscriber's replay covers it
-        event = decode_message(self._to_channel(key), payload)
+        event = decode_message(self._store.channel(key), payload)
         event_id = parse_id(event.id) if event is not None else None
         if event is None or event_id is None:
             logger.warning("ignored a malformed message on %s", key)
@@ -360,7 +349,7 @@ class PubSubListener:
         if channel.last_id is not None and event_id <= channel.last_id:
             return  # already delivered by a backfill
         channel.last_id = event_id
-        self._dispatch(event)
+        self._sink.deliver(event)
 
     async def _confirmed(self, key: str, subscribed: bool) -> None:
         left = self._outstanding.get(key, 1) - 1
@@ -378,7 +367,7 @@ class PubSubListener:
         if channel.last_id is None:
             # A newly opened channel: live delivery starts here, and a later
             # backfill starts after whatever the stream holds now.
-            channel.last_id = await self._latest(key)
+            channel.last_id = await self._store.latest(key)
         else:
             await self._backfill(key, channel)
         if self._channels.get(key) is channel:
@@ -388,7 +377,7 @@ class PubSubListener:
         # Subscribed again before reading: whatever is published from here on
         # arrives as a message, and whatever came before is in the stream.
         last_id = channel.last_id
-        missed = await self._fetch_from(key, last_id)
+        missed = await self._store.read_from(key, last_id)
         if missed and parse_id(missed[0].id) == last_id:
             missed = missed[1:]
         elif last_id not in (None, NO_ID):
@@ -397,9 +386,9 @@ class PubSubListener:
             logger.warning(
                 "can't backfill %s without a gap: its history moved on; subscribers resync", key
             )
-            self._lost(self._to_channel(key))
+            self._sink.lost(self._store.channel(key))
             # A new Redis may even number below the old one: take the stream as it is.
-            missed = await self._fetch_from(key, None)
+            missed = await self._store.read_from(key, None)
             channel.last_id = None
         if missed:
             logger.info("backfilled %d events on %s after reconnecting", len(missed), key)
@@ -408,7 +397,7 @@ class PubSubListener:
             if event_id is None or (channel.last_id is not None and event_id <= channel.last_id):
                 continue
             channel.last_id = event_id
-            self._dispatch(event)
+            self._sink.deliver(event)
 
     async def _check_canary(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,21 +1,18 @@
-"""The broadcaster interface: publish, subscribe with resume, and local fan-out.
+"""The broadcaster: local fan-out over a backend, with gapless resume.
 
-A broadcaster never knows about sockets. Subscribers are objects with `deliver`
-and `replay` (a connection's outbox); each event is handed to every local
-subscriber of its channel without awaiting any of them.
+A broadcaster never knows about sockets. Subscribers are objects with `deliver`,
+`replay` and `lost` (a connection's outbox); each event is handed to every local
+subscriber of its channel without awaiting any of them. Storage and delivery
+between processes belong to the `Backend` it is composed with.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..events import Event
-
-
-class BroadcasterUnavailable(Exception):
-    """The broadcaster can't store or fan out events right now."""
+from .backend import Backend
 
 
 class Subscriber(Protocol):
@@ -32,58 +29,71 @@ class Subscriber(Protocol):
 
 
 class _ReplayGate:
-    """Stands in for a subscriber while its history is read, holding live events.
+    """Stands in for a new subscriber while its history is read, and until live catches up.
 
-    The subscription starts before history is read, so nothing published in
-    between is lost; once the replay is out, the held events that the replay
-    didn't already contain follow it.
+    It is subscribed before history is read, so nothing published in between is
+    lost; once the replay is out, the held events the replay didn't already
+    contain follow it. History can run ahead of the live stream (an event is
+    read from storage before its live copy arrives): then the gate stays, drops
+    the live events up to the last one replayed, and hands over at the first
+    newer one.
     """
 
-    __slots__ = ("held", "lost_continuity")
+    __slots__ = ("catch_up", "held", "lost_continuity", "subscriber")
 
     def __init__(self) -> None:
         self.held: list[Event] = []
         self.lost_continuity = False
+        # Set once replayed: takes each live event until the gate hands over.
+        self.catch_up: Callable[[Event], None] | None = None
+        self.subscriber: Subscriber | None = None  # set while catching up
 
     def deliver(self, event: Event) -> None:
-        self.held.append(event)
+        if self.catch_up is None:
+            self.held.append(event)
+        else:
+            self.catch_up(event)
 
     def replay(self, events: Sequence[Event]) -> None:  # pragma: no cover - never replayed to
         self.held.extend(events)
 
     def lost(self, channel: str) -> None:
-        self.lost_continuity = True  # passed on once the subscriber takes over
+        if self.subscriber is not None:
+            self.subscriber.lost(channel)
+        else:
+            self.lost_continuity = True  # passed on once the replay is out
 
 
-class Broadcaster(ABC):
-    """Stores events in per-channel history and fans them out to subscribers.
+class Broadcaster:
+    """Publishes through a backend and fans its events out to local subscribers."""
 
-    Subclasses provide storage and transport between processes; this class keeps
-    the local subscriber sets and the gapless replay-then-live seam.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
         self._subscribers: dict[str, set[Subscriber]] = {}
+        # Gates still standing in for subscribers whose replay ran ahead of live.
+        self._gates: dict[tuple[str, Subscriber], _ReplayGate] = {}
+        backend.attach(self)
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Open connections and start background work."""
+        """Connect the backend."""
+        await self._backend.connect()
 
     async def stop(self) -> None:
-        """Release everything `start` opened."""
+        """Close the backend."""
+        await self._backend.close()
 
     def is_up(self) -> bool:
         """Whether publishing and live delivery worked at the last check."""
-        return True
+        return self._backend.is_up()
 
     async def is_ready(self) -> bool:
         """Whether publishing and live delivery work right now."""
-        return self.is_up()
+        return await self._backend.is_ready()
 
     # -- the interface transports use -----------------------------------------
 
-    @abstractmethod
     async def publish(
         self, channel: str, name: str, data: bytes, idempotency_key: str | None = None
     ) -> Event:
@@ -96,6 +106,15 @@ class Broadcaster(ABC):
         and storing the event are one atomic step, so a publish that failed or
         timed out may be retried with the same key without a duplicate.
         """
+        return await self._backend.publish(channel, name, data, idempotency_key)
+
+    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
+        """Every retained event after `last_event_id`, in order.
+
+        None when continuity can't be guaranteed: the id is unknown, malformed,
+        older than the retained history, or from before a restart.
+        """
+        return await self._backend.history_after(channel, last_event_id)
 
     async def subscribe(
         self,
@@ -109,62 +128,52 @@ class Broadcaster(ABC):
         Returns `recovered`: False when `last_event_id` was given but the events
         after it can't all be replayed (then nothing is replayed). `on_live(recovered)`
         runs after any replay and before the first live event, so a transport can
-        put its acknowledgement or resync marker exactly there.
+        put its acknowledgement or resync marker exactly there. Raises
+        `BroadcasterUnavailable` when the channel can't be delivered live.
         """
-        if last_event_id is None:
-            self._add(channel, subscriber)
-            if on_live is not None:
-                on_live(True)
-            return True
-
         gate = _ReplayGate()
         self._add(channel, gate)
         try:
-            missed = await self.history_after(channel, last_event_id)
+            await self._backend.wait_live(channel)
+            missed = (
+                [] if last_event_id is None else await self.history_after(channel, last_event_id)
+            )
         except BaseException:
             self._discard(channel, gate)
             raise
         recovered = missed is not None
-        seen = last_event_id
         if missed:
             subscriber.replay(missed)
-            seen = missed[-1].id
         if on_live is not None:
             on_live(recovered)
+        # Dedup by id: whatever the replay already carried is dropped.
+        seen = (missed[-1].id if missed else last_event_id) if recovered else None
         held = gate.held
+        if seen is not None:
+            held = [e for e in held if self._backend.is_after(e.id, seen)]
         if held:
-            if recovered:
-                held = [e for e in held if self.is_after(e.id, seen)]
             subscriber.replay(held)
-        # No await since the replay: the swap can't miss an event.
-        self._swap(channel, gate, subscriber)
         if gate.lost_continuity:
             subscriber.lost(channel)
+        # No await since the replay: the handover can't miss an event.
+        if seen is None or held or self._live_reached(gate.held, seen):
+            self._swap(channel, gate, subscriber)
+        else:
+            self._catch_up(channel, gate, subscriber, seen)
         return recovered
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Stop delivering `channel` to `subscriber` (no-op if not subscribed)."""
-        self._discard(channel, subscriber)
-
-    @abstractmethod
-    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
-        """Every retained event after `last_event_id`, in order.
-
-        None when continuity can't be guaranteed: the id is unknown, malformed,
-        older than the retained history, or from before a restart.
-        """
-
-    @abstractmethod
-    def is_after(self, event_id: str, other_id: str) -> bool:
-        """Whether `event_id` was published after `other_id` on the same channel."""
-
-    # -- local fan-out -------------------------------------------------------
+        gate = self._gates.pop((channel, subscriber), None)
+        self._discard(channel, subscriber if gate is None else gate)
 
     def subscriber_count(self, channel: str) -> int:
         """How many local subscribers `channel` has."""
         return len(self._subscribers.get(channel, ()))
 
-    def _dispatch(self, event: Event) -> None:
+    # -- the backend's sink --------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
         """Hand `event` to every local subscriber of its channel."""
         subscribers = self._subscribers.get(event.channel)
         if subscribers:
@@ -172,16 +181,18 @@ class Broadcaster(ABC):
             for subscriber in tuple(subscribers):
                 subscriber.deliver(event)
 
-    def _lost(self, channel: str) -> None:
+    def lost(self, channel: str) -> None:
         """Tell every local subscriber of `channel` that its events may have a gap."""
         for subscriber in tuple(self._subscribers.get(channel, ())):
             subscriber.lost(channel)
+
+    # -- local subscriber sets -------------------------------------------------
 
     def _add(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             subscribers = self._subscribers[channel] = set()
-            self._channel_opened(channel)
+            self._backend.follow(channel)
         subscribers.add(subscriber)
 
     def _discard(self, channel: str, subscriber: Subscriber) -> None:
@@ -191,15 +202,24 @@ class Broadcaster(ABC):
         subscribers.discard(subscriber)
         if not subscribers:
             del self._subscribers[channel]
-            self._channel_closed(channel)
+            self._backend.unfollow(channel)
+
+    def _live_reached(self, held: list[Event], seen: str) -> bool:
+        return bool(held) and not self._backend.is_after(seen, held[-1].id)
+
+    def _catch_up(self, channel: str, gate: _ReplayGate, subscriber: Subscriber, seen: str) -> None:
+        def catch_up(event: Event) -> None:
+            if not self._backend.is_after(event.id, seen):
+                return  # replayed already; its live copy came late
+            self._gates.pop((channel, subscriber), None)
+            self._swap(channel, gate, subscriber)
+            subscriber.deliver(event)
+
+        gate.catch_up = catch_up
+        gate.subscriber = subscriber
+        self._gates[(channel, subscriber)] = gate
 
     def _swap(self, channel: str, old: Subscriber, new: Subscriber) -> None:
         subscribers = self._subscribers.setdefault(channel, set())
         subscribers.discard(old)
         subscribers.add(new)
-
-    def _channel_opened(self, channel: str) -> None:
-        """Hook: the first local subscriber of `channel` arrived."""
-
-    def _channel_closed(self, channel: str) -> None:
-        """Hook: the last local subscriber of `channel` left."""
