@@ -15,7 +15,7 @@ import logging
 import random
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ..asgi import hand_off
@@ -25,7 +25,7 @@ from ..connections import CloseReason, Refusal
 from ..events import Event
 from ..metrics import Metrics
 from ..openapi import TOKEN_REQUIRED
-from ..service import Service, authenticate, check_channel, get_service
+from ..service import Service, ServiceDep, authenticate, check_channel
 from .stream import StreamConnection, StreamState
 
 NAME = "sse"
@@ -66,8 +66,6 @@ def _install_log_filter() -> None:
 
 
 _install_log_filter()
-
-ServiceDep = Annotated[Service, Depends(get_service)]
 
 # The stream's items for the OpenAPI document, in the shape FastAPI gives its
 # own SSE routes: one object per event, its fields named as on the wire.
