@@ -216,7 +216,9 @@ class PubSubListener:
                 # is replaced (and backfilled) at once; only a failed attempt
                 # to reconnect means Redis is down.
                 failures = 0
-                logger.warning("redis pub/sub connection lost (%s); reconnecting", _describe_error(error))
+                logger.warning(
+                    "redis pub/sub connection lost (%s); reconnecting", _describe_error(error)
+                )
             else:
                 self.up = False
                 failures += 1
