@@ -105,6 +105,12 @@ class CutsOffSlow(Scripted):
     cut_off_slow_consumers = True
 
 
+class WaitsForGoodbye(Scripted):
+    """A transport that leaves an unread goodbye to the server's timeouts (as WebSocket's)."""
+
+    cut_off_unread_goodbyes = False
+
+
 def _state(connection: Scripted) -> StreamState:
     # Read through a call: mypy would otherwise keep the state narrowed across awaits.
     return connection.state
@@ -274,6 +280,23 @@ async def test_a_closing_client_that_does_not_read_is_cut_off_after_the_close_li
     assert connection.state is StreamState.CUT_OFF
 
 
+async def test_a_transport_may_wait_for_a_late_reader_to_take_its_goodbye(
+    socket: Socket, started: list[asyncio.Task[None]]
+) -> None:
+    """Without `cut_off_unread_goodbyes`, a client that catches up still gets the goodbye."""
+    connection = WaitsForGoodbye(shutdown_grace=0.02)
+    socket.stall()
+    writer = _start(connection, socket, started)
+    connection.outbox.push("reply")
+    await _until(lambda: socket.pending == 1)
+    connection.close(CloseReason.SHUTDOWN)
+    assert connection._cut_off_timer is None
+    socket.allow(2)
+    await asyncio.wait_for(writer, 5)
+    assert socket.texts() == ["reply", "test.goodbye"]
+    assert _state(connection) is StreamState.CLOSED
+
+
 async def test_an_overflowing_outbox_drops_the_slow_consumer_once() -> None:
     """One event past the queue size closes the connection as a slow consumer, counted once."""
     connection = Scripted()
@@ -293,10 +316,10 @@ async def test_a_transport_may_cut_slow_consumers_off_without_a_goodbye() -> Non
     assert connection.slow_drops() == 1
 
 
-async def test_keep_alive_runs_only_while_open_and_not_writing(
+async def test_keep_alive_runs_while_open_and_stops_once_closing(
     socket: Socket, started: list[asyncio.Task[None]]
 ) -> None:
-    """Heartbeats wait while a write is pending, and stop once closing."""
+    """The transport's keep-alive runs each tick while open, a write pending or not."""
     connection = Scripted()
     connection.tick(1.0)
     assert connection.keep_alives == 1
@@ -305,12 +328,25 @@ async def test_keep_alive_runs_only_while_open_and_not_writing(
     connection.outbox.push("reply")
     await _until(lambda: socket.pending == 1)
     connection.tick(2.0)
-    assert connection.keep_alives == 1
-    socket.allow()
-    await _until(lambda: len(socket.sent) == 1)
+    assert connection.keep_alives == 2
     connection.close(CloseReason.SHUTDOWN)
     connection.tick(3.0)
+    assert connection.keep_alives == 2
+
+
+async def test_no_keep_alive_for_a_client_dropped_as_slow(
+    socket: Socket, started: list[asyncio.Task[None]]
+) -> None:
+    """The tick that drops a stalled client does nothing else."""
+    connection = Scripted()
+    socket.stall()
+    _start(connection, socket, started)
+    connection.outbox.push("reply")
+    await _until(lambda: socket.pending == 1)
+    connection.tick(100.0)
+    connection.tick(100.0 + 2 * INTERVAL + 0.1)
     assert connection.keep_alives == 1
+    assert connection.reason is CloseReason.SLOW_CONSUMER
 
 
 async def test_lost_continuity_goes_through_the_transport() -> None:

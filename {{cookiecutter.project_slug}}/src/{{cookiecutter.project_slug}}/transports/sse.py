@@ -229,6 +229,8 @@ class SSEConnection(StreamConnection[bytes]):
         self.writes += 1
 
     def _keep_alive(self, now: float) -> None:
+        if self._writing:
+            return  # a pending write says more than a heartbeat would
         if self.writes != self._idle_at:
             self._idle_at, self._idle_since = self.writes, now
         elif now - self._idle_since >= self._heartbeat_after:

@@ -9,8 +9,8 @@ the server waits for them to drain). Either way it is dropped as a slow
 consumer and counted.
 
 Closing flushes what is still due, then the transport's goodbye; a client that
-doesn't read even that is cut off after `close_limit`. The connection's closing
-state is one `StreamState`.
+doesn't read even that is cut off after `close_limit` (where the transport
+asks for it). The connection's closing state is one `StreamState`.
 
 A transport supplies only how a batch of items becomes bytes or frames, what
 of a batch is still due once closing, its goodbye, its keep-alive and how it
@@ -67,6 +67,9 @@ class StreamConnection(Connection, Generic[T]):
     label: ClassVar[str]  # the transport as log lines name it
     # Whether a slow consumer is cut off at once, rather than sent its goodbye.
     cut_off_slow_consumers: ClassVar[bool] = False
+    # Whether a closing client that doesn't read its last bytes is cut off after
+    # `_close_limit`, rather than left to the server's own timeouts.
+    cut_off_unread_goodbyes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -116,7 +119,7 @@ class StreamConnection(Connection, Generic[T]):
 
     @abstractmethod
     def _keep_alive(self, now: float) -> None:
-        """Called each tick while open and not stuck writing: heartbeats, idle checks."""
+        """Called each tick while open, a write pending or not: heartbeats, idle checks."""
 
     @abstractmethod
     def _lost(self, channel: str) -> None:
@@ -148,13 +151,13 @@ class StreamConnection(Connection, Generic[T]):
 
     def tick(self, now: float) -> None:
         """Drop the client when a write hasn't completed in time; else keep it alive."""
-        if self._writing:
-            if self.writes != self._stalled_at:
-                self._stalled_at, self._stalled_since = self.writes, now
-            elif now - self._stalled_since > self._stall_limit:
-                self._drop_slow(f"a write has waited over {self._stall_limit:g} s")
+        if not self._writing:
+            self._stalled_at = -1
+        elif self.writes != self._stalled_at:
+            self._stalled_at, self._stalled_since = self.writes, now
+        elif now - self._stalled_since > self._stall_limit:
+            self._drop_slow(f"a write has waited over {self._stall_limit:g} s")
             return
-        self._stalled_at = -1
         if self.state is StreamState.OPEN:
             self._keep_alive(now)
 
@@ -179,7 +182,7 @@ class StreamConnection(Connection, Generic[T]):
         self._closing()
         if reason is CloseReason.SLOW_CONSUMER and self.cut_off_slow_consumers:
             self._cut_off()
-        elif self._writer is not None:
+        elif self._writer is not None and not self._writer.done():
             self._arm_cut_off()
         return True
 
@@ -195,6 +198,8 @@ class StreamConnection(Connection, Generic[T]):
     def _arm_cut_off(self) -> None:
         # The writer flushes what is due and says goodbye, unless the client
         # stopped reading: then it is cut off after `_close_limit`.
+        if not self.cut_off_unread_goodbyes:
+            return
         loop = asyncio.get_running_loop()
         self._cut_off_timer = loop.call_later(self._close_limit, self._cut_off_unread)
 

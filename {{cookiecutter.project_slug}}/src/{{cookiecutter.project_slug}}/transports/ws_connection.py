@@ -78,6 +78,11 @@ class WebSocketConnection(StreamConnection[str]):
 
     transport = "websocket"
     label = "WebSocket"
+    # A client that stops reading gets its close frame (1013 for a slow consumer)
+    # whenever it catches up; one that never does is closed by the server's own
+    # WebSocket pings (uvicorn's `--ws-ping-interval`/`--ws-ping-timeout`). Its
+    # slot and subscriptions are freed at once either way.
+    cut_off_unread_goodbyes = False
 
     def __init__(self, service: Service, principal: Principal) -> None:
         settings = service.settings
