@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .broadcast import BroadcasterUnavailable
-from .events import DEFAULT_EVENT_NAME, decode_json, is_valid_idempotency_key
+from .events import (
+    DEFAULT_EVENT_NAME,
+    IDEMPOTENCY_KEY_RULE,
+    decode_json,
+    is_valid_idempotency_key,
+)
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import json_request_body
-from .permissions import is_valid_event_name
+from .permissions import INVALID_EVENT_NAME, is_valid_event_name
 from .publisher import InvalidEvent, PublisherDep
-from .service import Service, authenticate, check_channel, get_service
+from .service import ServiceDep, authenticate, check_channel
+from .validation import describe_validation_error
 
 router = APIRouter()
-ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 class PublishBody(BaseModel):
@@ -111,17 +116,19 @@ async def publish(
     """
     check_channel(channel)
     if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
-        raise HTTPException(400, "invalid Idempotency-Key: use 1-128 printable ASCII characters")
+        raise HTTPException(400, f"invalid Idempotency-Key: {IDEMPOTENCY_KEY_RULE}")
     principal = await authenticate(service, request)
     if not await service.authorizer.allows(principal, channel, "publish"):
         raise HTTPException(403, f"token may not publish to {channel!r}")
     raw = await _read_body(request, service.settings.max_message_bytes)
     try:
         body = PublishBody.model_validate(decode_json(raw))
-    except (ValueError, ValidationError) as exc:
-        raise HTTPException(422, _describe(exc)) from None
+    except ValidationError as exc:
+        raise HTTPException(422, describe_validation_error(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, f"body is not valid JSON: {exc}") from None
     if not is_valid_event_name(body.event):
-        raise HTTPException(400, "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
+        raise HTTPException(400, INVALID_EVENT_NAME)
     try:
         event_id = await publisher.publish(
             channel, body.data, event=body.event, idempotency_key=idempotency_key
@@ -131,11 +138,3 @@ async def publish(
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
     return Published(id=event_id, channel=channel)
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-    return f"body is not valid JSON: {exc}"

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
 from . import PROJECT_NAME, transports
 from .auth import mint_token
-from .service import Service, check_channel, get_service
+from .service import Service, ServiceDep, check_channel
 
 STATIC = Path(__file__).resolve().parent / "static"
 # src/<package>/demo.py -> the project's client/dist.
@@ -38,7 +37,6 @@ DEMO_TOKEN_TTL = 3600
 CONFIG_MARK = "<!--demo-config-->"
 
 router = APIRouter(prefix="/demo", include_in_schema=False)
-ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 class MintRequest(BaseModel):

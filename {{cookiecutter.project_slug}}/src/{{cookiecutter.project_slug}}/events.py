@@ -10,6 +10,7 @@ from typing import Any
 DEFAULT_EVENT_NAME = "message"
 # `Idempotency-Key` / `idempotency_key`: 1-128 printable ASCII characters.
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,128}")
+IDEMPOTENCY_KEY_RULE = "use 1-128 printable ASCII characters"
 
 
 def is_valid_idempotency_key(key: str) -> bool:

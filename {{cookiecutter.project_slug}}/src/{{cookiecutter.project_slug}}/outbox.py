@@ -25,6 +25,7 @@ class Outbox(Generic[T]):
     """
 
     __slots__ = (
+        "_controls",
         "_items",
         "_live",
         "_maxsize",
@@ -33,6 +34,7 @@ class Outbox(Generic[T]):
         "_waiter",
         "closed",
         "overflowed",
+        "taken_events",
     )
 
     def __init__(
@@ -43,12 +45,16 @@ class Outbox(Generic[T]):
     ) -> None:
         self._items: deque[Event | T] = deque()
         self._live = 0  # live events among `_items`: what `maxsize` bounds
+        self._controls = 0  # control items among `_items`
         self._maxsize = maxsize
         self._on_overflow = on_overflow
         self._on_lost = on_lost
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.overflowed = False
+        # How many of the items the last `take` returned were events, so that a
+        # writer counts deliveries per batch without looking at each item.
+        self.taken_events = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -88,6 +94,7 @@ class Outbox(Generic[T]):
             self._items.appendleft(item)
         else:
             self._items.append(item)
+        self._controls += 1
         self._wake()
 
     def close(self) -> None:
@@ -108,10 +115,14 @@ class Outbox(Generic[T]):
         return waiter
 
     def take(self) -> list[Event | T]:
-        """Every queued item, oldest first (an empty list when there are none)."""
+        """Every queued item, oldest first (an empty list when there are none).
+
+        `taken_events` says how many of them are events.
+        """
         items = list(self._items)
         self._items.clear()
-        self._live = 0
+        self.taken_events = len(items) - self._controls
+        self._live = self._controls = 0
         return items
 
     def _wake(self) -> None:

@@ -8,6 +8,9 @@ from functools import lru_cache
 
 CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-:.@]{1,128}")
 EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# What a client is told when a name breaks those rules.
+INVALID_CHANNEL = "invalid channel name: use 1-128 characters of A-Z a-z 0-9 _ - : . @"
+INVALID_EVENT_NAME = "invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -"
 
 
 def is_valid_channel(name: str) -> bool:

@@ -15,7 +15,12 @@ from fastapi import Depends
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
-from .events import DEFAULT_EVENT_NAME, encode_json, is_valid_idempotency_key
+from .events import (
+    DEFAULT_EVENT_NAME,
+    IDEMPOTENCY_KEY_RULE,
+    encode_json,
+    is_valid_idempotency_key,
+)
 from .permissions import is_valid_channel, is_valid_event_name
 from .service import Service, service_of
 
@@ -61,7 +66,7 @@ class Publisher:
         if not is_valid_event_name(event):
             raise InvalidEvent(f"invalid event name {event!r}")
         if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
-            raise InvalidEvent("invalid idempotency key: use 1-128 printable ASCII characters")
+            raise InvalidEvent(f"invalid idempotency key: {IDEMPOTENCY_KEY_RULE}")
         try:
             payload = encode_json(data)
         except (TypeError, ValueError) as exc:

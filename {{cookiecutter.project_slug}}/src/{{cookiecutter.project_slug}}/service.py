@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
 from .auth import AuthError, Principal, TokenVerifier, bearer_token
@@ -13,7 +14,7 @@ from .broadcast import Broadcaster
 from .connections import ConnectionRegistry
 from .metrics import Metrics
 from .metrics_group import MetricsGroup
-from .permissions import is_valid_channel
+from .permissions import INVALID_CHANNEL, is_valid_channel
 from .settings import Settings
 
 
@@ -46,6 +47,10 @@ async def get_service(connection: HTTPConnection) -> Service:
     return service_of(connection)
 
 
+# A route's parameter of this type receives the app's `Service`.
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
 async def authenticate(service: Service, connection: HTTPConnection) -> Principal:
     """The request's principal; raises HTTP 401 for a missing, invalid or expired token."""
     token = bearer_token(
@@ -60,6 +65,4 @@ async def authenticate(service: Service, connection: HTTPConnection) -> Principa
 def check_channel(channel: str) -> None:
     """Raise HTTP 400 unless `channel` is a valid channel name."""
     if not is_valid_channel(channel):
-        raise HTTPException(
-            400, "invalid channel name: use 1-128 characters of A-Z a-z 0-9 _ - : . @"
-        )
+        raise HTTPException(400, INVALID_CHANNEL)

@@ -212,7 +212,9 @@ class PubSubListener:
                 # is replaced (and backfilled) at once; only a failed attempt
                 # to reconnect means Redis is down.
                 failures = 0
-                logger.warning("redis pub/sub connection lost (%s); reconnecting", _describe(error))
+                logger.warning(
+                    "redis pub/sub connection lost (%s); reconnecting", _describe_error(error)
+                )
             else:
                 self.up = False
                 failures += 1
@@ -221,7 +223,7 @@ class PubSubListener:
                     self._failed.set()
                     self._down_since = loop.time()
                     logger.warning(
-                        "redis unreachable (%s); not ready until it returns", _describe(error)
+                        "redis unreachable (%s); not ready until it returns", _describe_error(error)
                     )
             # Full jitter: workers that lost Redis together don't all return at once.
             await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**failures)))
@@ -413,5 +415,5 @@ class PubSubListener:
                 await self._commands_client.publish(self.canary, str(count))
 
 
-def _describe(exc: BaseException) -> str:
+def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -13,21 +13,20 @@ import asyncio
 import contextvars
 import logging
 import random
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ..asgi import hand_off
 from ..auth import Principal
 from ..broadcast import BroadcasterUnavailable
-from ..connections import CloseReason, Connection, Refusal
+from ..connections import CloseReason, Refusal
 from ..events import Event
 from ..metrics import Metrics
 from ..openapi import TOKEN_REQUIRED
-from ..outbox import Outbox
-from ..service import Service, authenticate, check_channel, get_service
+from ..service import Service, ServiceDep, authenticate, check_channel
+from .stream import StreamConnection, StreamState
 
 NAME = "sse"
 router = APIRouter()
@@ -39,6 +38,7 @@ RETRY_MS = 3000
 # don't all come back in the same instant.
 SHUTDOWN_RETRY_MS = (1000, 5000)
 HEARTBEAT = b": ping\n\n"
+RETRY = b"retry: %d\n\n" % RETRY_MS
 RESYNC = b"event: resync\ndata: {}\n\n"
 HEADERS = {
     "Cache-Control": "no-cache",
@@ -66,8 +66,6 @@ def _install_log_filter() -> None:
 
 
 _install_log_filter()
-
-ServiceDep = Annotated[Service, Depends(get_service)]
 
 # The stream's items for the OpenAPI document, in the shape FastAPI gives its
 # own SSE routes: one object per event, its fields named as on the wire.
@@ -109,16 +107,23 @@ EVENT_ITEM_SCHEMA = {
 }
 
 
-class SSEConnection(Connection):
-    """One open event stream: its outbox, its writer task and its timers.
+class SSEConnection(StreamConnection[bytes]):
+    """One open event stream; the connection policy is `StreamConnection`'s.
 
-    A client that stops reading is noticed two ways: its outbox overflows
-    (`OUTBOUND_QUEUE_SIZE` live events waiting), or one `send` has been pending
-    for more than 2 x `HEARTBEAT_INTERVAL` (the socket buffers are full and
-    uvicorn waits for them to drain). Either way it is dropped as a slow consumer.
+    A slow consumer is cut off at once, its writer stopped even though it is
+    stuck in `send`: completing the response would be one more `send` that
+    waits the same way. So the stream ends incomplete: uvicorn closes the
+    connection, and `_QuietAbandonedStreams` keeps its generic "returned without
+    completing response" ERROR out of the log, since the reason was already
+    logged. Raising instead would log a traceback for something that is not a
+    bug. Our slot, queue and subscription are freed at once; the socket goes
+    when the kernel can flush what uvicorn already wrote, or the peer goes away:
+    ASGI gives an app no way to abort a connection.
     """
 
     transport = NAME
+    label = "SSE"
+    cut_off_slow_consumers = True
 
     def __init__(
         self,
@@ -130,55 +135,24 @@ class SSEConnection(Connection):
         shutdown_grace: float,
         metrics: Metrics,
     ) -> None:
-        super().__init__(principal)
+        super().__init__(
+            principal,
+            queue_size=queue_size,
+            heartbeat_interval=heartbeat_interval,
+            shutdown_grace=shutdown_grace,
+            metrics=metrics,
+        )
         self.channel = channel
-        self.outbox: Outbox[bytes] = Outbox(queue_size, self._overflowed, self._lost)
-        self.reason: CloseReason | None = None
-        self._interval = heartbeat_interval
-        self._stall_limit = 2 * heartbeat_interval
-        # Streams ending on shutdown get this long to flush, well inside the grace.
-        self._close_limit = min(self._stall_limit, shutdown_grace / 2)
-        self._metrics = metrics
-        self._delivered = metrics.events_delivered[NAME]
-        self._last_write = time.monotonic()
-        self._send_started: float | None = None  # set while a `send` is pending
-        self._writer: asyncio.Task[None] | None = None
-        self._close_timer: asyncio.TimerHandle | None = None
-        self._slow_because = "its outbound queue is full"
-        self.abandoned = False
+        # Heartbeat after this long without a write; a tick early, so that
+        # whatever the ticker's phase, the stream is never silent for longer
+        # than the interval.
+        self._heartbeat_after = heartbeat_interval - min(heartbeat_interval / 4, 1.0)
+        self._idle_at = -1  # `writes` when the ticker first saw the stream idle
+        self._idle_since = 0.0
 
-    # -- called by the registry ------------------------------------------------
-
-    def tick(self, now: float) -> None:
-        """Heartbeat when idle; drop the client when a write hasn't completed in time."""
-        if self._send_started is not None:
-            if now - self._send_started > self._stall_limit:
-                self._slow_because = f"a write has waited over {self._stall_limit:g} s"
-                self.close(CloseReason.SLOW_CONSUMER)
-            return
-        if now - self._last_write >= self._interval and self.reason is None:
-            self._last_write = now  # the heartbeat is on its way
-            self.outbox.push(HEARTBEAT)
-
-    def close(self, reason: CloseReason) -> None:
-        """End the stream for `reason`; never blocks."""
-        if self.reason is not None:
-            if reason is CloseReason.SLOW_CONSUMER and not self.abandoned:
-                self._abandon()  # a closing stream whose last writes don't complete
-            return
-        self.reason = reason
-        self.outbox.close()
-        if reason is CloseReason.SLOW_CONSUMER:
-            self._metrics.slow_consumer_disconnects.labels(NAME).inc()
-            logger.warning(
-                "dropping a slow SSE client (sub=%r, channel=%r): %s",
-                self.principal.sub,
-                self.channel,
-                self._slow_because,
-            )
-            self._abandon()
-        elif self._writer is not None:
-            self._arm_cut_off()
+    def describe(self) -> str:
+        """Who this is, for log lines."""
+        return f"sub={self.principal.sub!r}, channel={self.channel!r}"
 
     # -- the stream ------------------------------------------------------------
 
@@ -193,116 +167,79 @@ class SSEConnection(Connection):
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Stream until the client goes or the stream is closed."""
-        self._writer = asyncio.create_task(self._write(send), name="sse-writer")
+        writer = self._start_writer(send)
         watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
-        if self.reason is not None and not self.abandoned:
-            self._arm_cut_off()  # closed (shutdown, expiry) before it even started
         try:
-            await asyncio.wait((self._writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.outbox.close()
-            for task in (self._writer, watcher):
+            for task in (writer, watcher):
                 task.cancel()
-            await asyncio.wait((self._writer, watcher))
-            if self._close_timer is not None:
-                self._close_timer.cancel()
+            await asyncio.wait((writer, watcher))
         errors = [
             error
-            for task in (self._writer, watcher)
+            for task in (writer, watcher)
             if not task.cancelled() and (error := task.exception()) is not None
         ]
+        abandoned = self.state is StreamState.CUT_OFF
         if errors:
             # A bug (ours, or a middleware's `send`), not a client going away.
             # Logged here, once, with what only we know; raised, it would reach
             # the middleware and the server, which log it again without context
             # and may try to answer a response that has long started.
-            logger.error(
-                "SSE stream failed (sub=%r, channel=%r); ending it",
-                self.principal.sub,
-                self.channel,
-                exc_info=errors[0],
-            )
+            logger.error("SSE stream failed (%s); ending it", self.describe(), exc_info=errors[0])
             self.outbox.close()
-            await self._finish(send)
-        if self.abandoned:
+            abandoned = not await self._finish(send)
+        if abandoned:
             _ABANDONED.set(True)
 
-    async def _finish(self, send: Send) -> None:
-        """End the response after a failure, if `send` still works; else give it up."""
+    async def _finish(self, send: Send) -> bool:
+        """End the response after a failure, if `send` still works; False if it didn't."""
         try:
             # Bounded: the client may have stopped reading too.
             async with asyncio.timeout(self._close_limit):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception:
-            self.abandoned = True  # the failure was already logged, with its cause
+            return False  # the failure was already logged, with its cause
+        return True
 
-    async def _write(self, send: Send) -> None:
-        await self._send(send, b"retry: %d\n\n" % RETRY_MS, more=True)
-        outbox = self.outbox
-        while outbox or not outbox.closed:
-            if not outbox:
-                await outbox.wait()
-                continue
-            batch = outbox.take()
-            if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
-                break  # what is still queued is no longer the client's to see
-            if len(batch) == 1:  # the usual case while the client keeps up
-                item = batch[0]
-                body = item.sse_frame if isinstance(item, Event) else item
-            else:
-                body = b"".join([i.sse_frame if isinstance(i, Event) else i for i in batch])
-            await self._send(send, body, more=True)
-            self._delivered.count += sum(isinstance(item, Event) for item in batch)
-        await self._send(send, self.closing_frame(), more=False)
+    async def _say_hello(self, send: Send) -> None:
+        await send({"type": "http.response.body", "body": RETRY, "more_body": True})
+        self.writes += 1
 
-    async def _send(self, send: Send, body: bytes, *, more: bool) -> None:
-        self._send_started = time.monotonic()
+    async def _write_batch(self, send: Send, batch: list[Event | bytes]) -> None:
+        if len(batch) == 1:  # the usual case while the client keeps up
+            item = batch[0]
+            body = item.sse_frame if isinstance(item, Event) else item
+        else:
+            body = b"".join([i.sse_frame if isinstance(i, Event) else i for i in batch])
         # uvicorn's `send` waits here while the socket's buffers are full.
-        await send({"type": "http.response.body", "body": body, "more_body": more})
-        self._last_write = time.monotonic()
-        self._send_started = None
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        self.writes += 1
 
-    def _arm_cut_off(self) -> None:
-        # The writer flushes what is queued and says goodbye, unless the client
-        # stopped reading: then it is cut off after `_close_limit`.
-        loop = asyncio.get_running_loop()
-        self._close_timer = loop.call_later(self._close_limit, self._cut_off)
+    def _still_due(self, batch: list[Event | bytes]) -> list[Event | bytes]:
+        # On shutdown what is queued still goes out; after an expired token or
+        # for a slow consumer, it is no longer the client's to see.
+        if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
+            return []
+        return batch
 
-    def _cut_off(self) -> None:
-        assert self.reason is not None
-        logger.info(
-            "cutting off an SSE client (sub=%r, channel=%r) that isn't reading its last bytes (%s)",
-            self.principal.sub,
-            self.channel,
-            self.reason.value,
-        )
-        self._abandon()
+    async def _say_goodbye(self, send: Send) -> None:
+        await send({"type": "http.response.body", "body": self.closing_frame(), "more_body": False})
+        self.writes += 1
 
-    def _overflowed(self) -> None:
-        self.close(CloseReason.SLOW_CONSUMER)
+    def _keep_alive(self, now: float) -> None:
+        if self._writing:
+            return  # a pending write says more than a heartbeat would
+        if self.writes != self._idle_at:
+            self._idle_at, self._idle_since = self.writes, now
+        elif now - self._idle_since >= self._heartbeat_after:
+            self._idle_since = now  # the heartbeat is on its way
+            self.outbox.push(HEARTBEAT)
 
     def _lost(self, channel: str) -> None:
         # Events may be missing before what follows: the client refetches its state.
         self.outbox.push(RESYNC)
-
-    def _abandon(self) -> None:
-        """Stop the writer even though it is stuck in `send`.
-
-        The response can't be completed then (completing it is one more `send`
-        that would wait the same way), so the stream ends incomplete: uvicorn
-        closes the connection, and `_QuietAbandonedStreams` keeps its generic
-        "returned without completing response" ERROR out of the log, since
-        `close` already logged the reason. Raising instead would log a
-        traceback for something that is not a bug.
-
-        Our slot, queue and subscription are freed at once. The socket itself
-        goes when the kernel can flush what uvicorn already wrote, or the peer
-        goes away: ASGI gives an app no way to abort a connection.
-        """
-        self.abandoned = True
-        self.outbox.close()
-        if self._writer is not None:
-            self._writer.cancel()
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -2,11 +2,9 @@
 
 It is served by `asgi.hand_off`: after the route has returned, on the server's
 own ASGI `receive` and `send`, or inside the middleware when the app has some
-that may touch bodies. The reader handles client frames in order. The writer drains the connection's
-outbox onto the socket; it is the only task that ever waits on a slow client,
-so a client that stops reading holds up nobody but itself. The registry's ticker
-calls `tick` for heartbeats, the idle timeout and stuck-write detection, so a
-connection has no timers of its own besides its token's expiry.
+that may touch bodies. The reader handles client frames in order. The writer,
+the stall limit, the slow-consumer drop and closing are `StreamConnection`'s;
+this module adds the protocol: frames, close codes, pings and the idle timeout.
 """
 
 from __future__ import annotations
@@ -21,10 +19,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import AuthError, Principal
 from ..broadcast import BroadcasterUnavailable
-from ..connections import CloseReason, Connection
+from ..connections import CloseReason
 from ..events import Event, encode_json
-from ..outbox import Outbox
 from ..service import Service
+from .stream import StreamConnection, StreamState
 from .ws_frames import (
     PING,
     FrameError,
@@ -71,51 +69,60 @@ def close_reason(text: str) -> str:
     return text.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
 
 
-class WebSocketConnection(Connection):
-    """An accepted, authenticated WebSocket, registered with the connection registry."""
+class WebSocketConnection(StreamConnection[str]):
+    """An accepted, authenticated WebSocket, registered with the connection registry.
+
+    Closing frees its subscriptions and registry slot at once; the writer then
+    sends what replies are still queued and the close frame.
+    """
 
     transport = "websocket"
+    label = "WebSocket"
+    # A client that stops reading gets its close frame (1013 for a slow consumer)
+    # whenever it catches up; one that never does is closed by the server's own
+    # WebSocket pings (uvicorn's `--ws-ping-interval`/`--ws-ping-timeout`). Its
+    # slot and subscriptions are freed at once either way.
+    cut_off_unread_goodbyes = False
 
     def __init__(self, service: Service, principal: Principal) -> None:
-        super().__init__(principal)
-        self._service = service
         settings = service.settings
-        self._interval = settings.heartbeat_interval
+        super().__init__(
+            principal,
+            queue_size=settings.outbound_queue_size,
+            heartbeat_interval=settings.heartbeat_interval,
+            shutdown_grace=settings.shutdown_grace,
+            metrics=service.metrics,
+        )
+        self._service = service
         self._max_bytes = settings.max_message_bytes
         # Ping a little early so that, whatever the ticker's phase, pings are never
         # further apart than the interval.
         self._ping_every = self._interval - min(self._interval / 4, 1.0)
-        self.outbox: Outbox[str] = Outbox(
-            settings.outbound_queue_size, self._on_overflow, self._on_lost
-        )
         self.channels: set[str] = set()
         now = time.monotonic()
         self._guard = FloodGuard(settings.ws_rate_limit, now)
         self._last_received = now
         self._last_ping = now
-        self._ping_due = False
-        self._write_started: float | None = None
-        self._closing: tuple[int, str] | None = None
-        self._closing_since = 0.0
-        self._send_close = True
-        self._aborted = False
-        self._queue_size = settings.outbound_queue_size
-        self._writer: asyncio.Task[None] | None = None
+        self._close_frame = (GOING_AWAY, "")
         self._reader: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        """Who this is, for log lines."""
+        return f"sub={self.principal.sub!r}"
 
     # -- lifecycle -----------------------------------------------------------
 
     async def serve(self, receive: Receive, send: Send) -> None:
         """Serve the connection until it is closed, by either side or by `tick`."""
-        self._writer = asyncio.create_task(self._write_loop(send), name="ws-writer")
+        writer = self._start_writer(send)
         self._reader = asyncio.create_task(self._read_loop(receive), name="ws-reader")
         try:
             # The writer ends last: after the close frame, or once the socket is gone.
-            await asyncio.wait({self._writer})
+            await asyncio.wait({writer})
         finally:
-            for task in (self._reader, self._writer):
+            for task in (self._reader, writer):
                 task.cancel()
-            outcomes = await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+            outcomes = await asyncio.gather(self._reader, writer, return_exceptions=True)
             channels = sorted(self.channels)
             self._release()
         errors = [o for o in outcomes if isinstance(o, Exception)]
@@ -140,43 +147,21 @@ class WebSocketConnection(Connection):
 
     def close(self, reason: CloseReason) -> None:
         """Close with the code the protocol gives `reason`; never blocks."""
-        if reason is CloseReason.SLOW_CONSUMER and self._closing is None:
-            self._service.metrics.slow_consumer_disconnects.labels(self.transport).inc()
-        self._begin_close(CLOSE_CODES[reason], reason.value)
+        self._begin_close(CLOSE_CODES[reason], reason.value, reason=reason)
 
-    def tick(self, now: float) -> None:
-        """Heartbeat, idle timeout and stuck-writer detection (the registry's ticker)."""
-        limit = 2 * self._interval
-        if self._closing is not None:
-            if now - self._closing_since > limit and not self._aborted:
-                # Not even the close frame could be written: give the socket up.
-                logger.info(
-                    "cutting off a WebSocket client (sub=%r) that isn't reading its close (%s)",
-                    self.principal.sub,
-                    self._closing[1],
-                )
-                self._abort()
-            return
-        if self._write_started is not None and now - self._write_started > limit:
-            # The client stopped reading: the kernel's buffers are full and the
-            # write can't finish. Its own outbox would overflow next.
-            self._drop_slow(f"a write has waited {now - self._write_started:.1f} s")
-            return
-        if now - self._last_received > limit:
-            self.close(CloseReason.IDLE)
-            return
-        if now - self._last_ping >= self._ping_every:
-            self._last_ping = now
-            self._ping_due = True
-            # Urgent: it jumps queued events; the writer also sends it mid-batch.
-            self.outbox.push(PING, urgent=True)
+    def _begin_close(
+        self,
+        code: int,
+        text: str,
+        *,
+        send_frame: bool = True,
+        reason: CloseReason | None = None,
+    ) -> None:
+        if self.state is StreamState.OPEN:
+            self._close_frame = (code, close_reason(text))
+        self._end(reason, text, goodbye=send_frame)
 
-    def _begin_close(self, code: int, reason: str, *, send_frame: bool = True) -> None:
-        if self._closing is not None:
-            return
-        self._closing = (code, close_reason(reason))
-        self._closing_since = time.monotonic()
-        self._send_close = send_frame
+    def _closing(self) -> None:
         self._release()
 
     def _release(self) -> None:
@@ -188,72 +173,62 @@ class WebSocketConnection(Connection):
         self.channels.clear()
         self._service.connections.release(self)
 
-    def _abort(self) -> None:
-        self._aborted = True
-        for task in (self._writer, self._reader):
-            if task is not None:
-                task.cancel()
+    def _stop(self) -> None:
+        super()._stop()
+        if self._reader is not None:
+            self._reader.cancel()
 
-    def _on_overflow(self) -> None:
-        self._drop_slow(f"its queue of {self._queue_size} events overflowed")
+    def _keep_alive(self, now: float) -> None:
+        if now - self._last_received > self._stall_limit:
+            self.close(CloseReason.IDLE)
+        elif now - self._last_ping >= self._ping_every:
+            self._last_ping = now
+            # Urgent: it jumps queued events, so it also goes out while busy streaming.
+            self.outbox.push(PING, urgent=True)
 
-    def _on_lost(self, channel: str) -> None:
+    def _lost(self, channel: str) -> None:
         # The subscription goes on, but events may be missing before what follows:
         # the same answer as a resume that couldn't be recovered.
         self._reply(encode_frame("subscribed", None, channel=channel, recovered=False))
 
-    def _drop_slow(self, why: str) -> None:
-        if self._closing is None:
-            logger.warning("dropping a slow WebSocket client (sub=%r): %s", self.principal.sub, why)
-        self.close(CloseReason.SLOW_CONSUMER)
-
     # -- writing ---------------------------------------------------------------
 
-    async def _write_loop(self, send: Send) -> None:
-        delivered = self._service.metrics.events_delivered[self.transport]
+    async def _write(self, send: Send) -> None:
         try:
-            outbox = self.outbox
-            while outbox or not outbox.closed:
-                if not outbox:
-                    await outbox.wait()
-                    continue
-                sent_events = 0
-                for item in outbox.take():
-                    if self._closing is not None:
-                        # Replies queued before the close (a last `rate_limited`, say)
-                        # still go out; undelivered events and heartbeats don't.
-                        if self._send_close and isinstance(item, str) and item is not PING:
-                            await self._send(send, item)
-                        continue
-                    if isinstance(item, Event):
-                        await self._send(send, item.ws_text)
-                        sent_events += 1
-                    elif item is not PING:
-                        await self._send(send, item)
-                    if self._ping_due:
-                        # Also between events while busy streaming, not only when idle.
-                        self._ping_due = False
-                        await self._send(send, PING)
-                delivered.count += sent_events
-            assert self._closing is not None
-            if self._send_close:
-                code, reason = self._closing
-                await send({"type": "websocket.close", "code": code, "reason": reason})
+            await super()._write(send)
         except (OSError, RuntimeError, WebSocketDisconnect):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
 
-    async def _send(self, send: Send, text: str) -> None:
-        self._write_started = time.monotonic()
+    async def _write_batch(self, send: Send, batch: list[Event | str]) -> None:
         # Straight to the server: `WebSocket.send_text` adds a state check and a
-        # wrapper per frame, about 15 % of the CPU per delivery (profiled).
-        await send({"type": "websocket.send", "text": text})
-        self._write_started = None
+        # wrapper per frame. Nothing else happens per frame either (see `stream`).
+        for item in batch:
+            await send(
+                {
+                    "type": "websocket.send",
+                    "text": item.ws_text if isinstance(item, Event) else item,
+                }
+            )
+            self.writes += 1
+
+    def _still_due(self, batch: list[Event | str]) -> list[Event | str]:
+        # Replies queued before the close (a last `rate_limited`, say) still go
+        # out; undelivered events and heartbeats don't, nor anything once the
+        # client is gone.
+        if not self._goodbye:
+            return []
+        return [item for item in batch if isinstance(item, str) and item is not PING]
+
+    async def _say_goodbye(self, send: Send) -> None:
+        code, reason = self._close_frame
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+        self.writes += 1
 
     # -- reading ---------------------------------------------------------------
 
     async def _read_loop(self, receive: Receive) -> None:
-        while self._closing is None:
+        while self.state is StreamState.OPEN:
             message: Message
             try:
                 message = await receive()
@@ -352,7 +327,7 @@ class WebSocketConnection(Connection):
         except BroadcasterUnavailable as exc:
             self.channels.discard(channel)
             raise FrameError("unavailable", f"broadcaster unavailable: {exc}", ref) from None
-        if self._closing is not None:
+        if self.state is not StreamState.OPEN:
             # Closed while history was read: `_release` ran before the subscription existed.
             broadcaster.unsubscribe(channel, self.outbox)
 

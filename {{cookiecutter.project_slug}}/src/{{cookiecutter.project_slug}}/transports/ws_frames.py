@@ -20,8 +20,14 @@ from pydantic import (
     ValidationError,
 )
 
-from ..events import DEFAULT_EVENT_NAME, decode_json, is_valid_idempotency_key
-from ..permissions import is_valid_channel, is_valid_event_name
+from ..events import (
+    DEFAULT_EVENT_NAME,
+    IDEMPOTENCY_KEY_RULE,
+    decode_json,
+    is_valid_idempotency_key,
+)
+from ..permissions import INVALID_CHANNEL, INVALID_EVENT_NAME, is_valid_channel, is_valid_event_name
+from ..validation import describe_validation_error
 
 ErrorCode = Literal["bad_request", "unknown_type", "forbidden", "rate_limited", "unavailable"]
 
@@ -41,19 +47,19 @@ class FrameError(Exception):
 
 def _check_channel(name: str) -> str:
     if not is_valid_channel(name):
-        raise ValueError("invalid channel name: use 1-128 characters of A-Z a-z 0-9 _ - : . @")
+        raise ValueError(INVALID_CHANNEL)
     return name
 
 
 def _check_event_name(name: str) -> str:
     if not is_valid_event_name(name):
-        raise ValueError("invalid event name: use 1-64 characters of A-Z a-z 0-9 _ . : -")
+        raise ValueError(INVALID_EVENT_NAME)
     return name
 
 
 def _check_idempotency_key(key: str) -> str:
     if not is_valid_idempotency_key(key):
-        raise ValueError("use 1-128 printable ASCII characters")
+        raise ValueError(IDEMPOTENCY_KEY_RULE)
     return key
 
 
@@ -139,7 +145,8 @@ def parse_frame(text: str) -> AnyFrame:
     try:
         return _ADAPTER.validate_python(value)
     except ValidationError as exc:
-        raise FrameError("bad_request", _describe(exc), ref) from None
+        # The discriminator adds the frame type to every location; drop it.
+        raise FrameError("bad_request", describe_validation_error(exc, skip=1), ref) from None
 
 
 def ref_of(text: str) -> str | None:
@@ -150,16 +157,6 @@ def ref_of(text: str) -> str | None:
         return None
     ref = value.get("ref") if isinstance(value, dict) else None
     return ref if isinstance(ref, str) else None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        # The discriminator adds the frame type to every location; drop it.
-        loc = [str(part) for part in error["loc"][1:]]
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"field '{'.'.join(loc)}': {message}" if loc else message)
-    return "; ".join(problems)
 
 
 def _echo(value: str) -> str:

@@ -1,0 +1,264 @@
+"""The connection policy every transport shares, written once.
+
+One writer task per connection drains its outbox onto the socket; it is the
+only task that ever waits on a slow client, so a client that stops reading
+holds up nobody but itself. Such a client is noticed two ways: its outbox
+overflows (`OUTBOUND_QUEUE_SIZE` live events waiting), or one write has been
+pending for more than 2 x `HEARTBEAT_INTERVAL` (the socket buffers are full and
+the server waits for them to drain). Either way it is dropped as a slow
+consumer and counted.
+
+Closing flushes what is still due, then the transport's goodbye; a client that
+doesn't read even that is cut off after `close_limit` (where the transport
+asks for it). The connection's closing state is one `StreamState`.
+
+A transport supplies only how a batch of items becomes bytes or frames, what
+of a batch is still due once closing, its goodbye, its keep-alive and how it
+describes itself in logs.
+
+The writer does nothing per item besides the ASGI `send` and one counter
+increment: the registry's ticker, not the writer, notices a write that doesn't
+complete (the counter stands still while a batch is being written), and events
+are counted per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from abc import abstractmethod
+from typing import ClassVar, Generic, TypeVar
+
+from starlette.types import Send
+
+from ..auth import Principal
+from ..connections import CloseReason, Connection
+from ..events import Event
+from ..metrics import Metrics
+from ..outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StreamState(enum.Enum):
+    """Where a connection is in its life; it only ever moves forward."""
+
+    OPEN = "open"
+    CLOSING = "closing"  # flushing what is still due, then the goodbye
+    CLOSED = "closed"  # the goodbye was written, or the client is gone
+    CUT_OFF = "cut off"  # the writer was stopped mid-write: nothing more is sent
+
+
+# Each state, and the states it may be entered from.
+_ENTERED_FROM: dict[StreamState, tuple[StreamState, ...]] = {
+    StreamState.OPEN: (),
+    StreamState.CLOSING: (StreamState.OPEN,),
+    StreamState.CLOSED: (StreamState.CLOSING,),
+    StreamState.CUT_OFF: (StreamState.CLOSING,),
+}
+
+
+class StreamConnection(Connection, Generic[T]):
+    """An open connection's outbox, writer and timers; `T` is the transport's control item."""
+
+    label: ClassVar[str]  # the transport as log lines name it
+    # Whether a slow consumer is cut off at once, rather than sent its goodbye.
+    cut_off_slow_consumers: ClassVar[bool] = False
+    # Whether a closing client that doesn't read its last bytes is cut off after
+    # `_close_limit`, rather than left to the server's own timeouts.
+    cut_off_unread_goodbyes: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        principal: Principal,
+        *,
+        queue_size: int,
+        heartbeat_interval: float,
+        shutdown_grace: float,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(principal)
+        self.outbox: Outbox[T] = Outbox(queue_size, self._overflowed, self._lost)
+        self.state = StreamState.OPEN
+        self.reason: CloseReason | None = None  # None: closed for a transport's own cause
+        self.writes = 0  # sends completed; the ticker watches it move
+        self._queue_size = queue_size
+        self._interval = heartbeat_interval
+        self._stall_limit = 2 * heartbeat_interval
+        # Connections ending on shutdown get this long to flush, well inside the grace.
+        self._close_limit = min(self._stall_limit, shutdown_grace / 2)
+        self._metrics = metrics
+        self._why = ""
+        self._goodbye = True  # whether the writer ends with the transport's goodbye
+        self._writing = False  # a batch is being written
+        self._stalled_at = -1  # `writes` when the ticker first saw the current write pending
+        self._stalled_since = 0.0
+        self._writer: asyncio.Task[None] | None = None
+        self._cut_off_timer: asyncio.TimerHandle | None = None
+
+    # -- what a transport supplies ---------------------------------------------
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Who this is, for log lines: `sub=..., channel=...`."""
+
+    @abstractmethod
+    async def _write_batch(self, send: Send, batch: list[Event | T]) -> None:
+        """Write `batch` in order, adding 1 to `writes` per completed `send`."""
+
+    @abstractmethod
+    def _still_due(self, batch: list[Event | T]) -> list[Event | T]:
+        """What of `batch`, taken while closing, is still written before the goodbye."""
+
+    @abstractmethod
+    async def _say_goodbye(self, send: Send) -> None:
+        """Write the last message, saying why the connection ends."""
+
+    @abstractmethod
+    def _keep_alive(self, now: float) -> None:
+        """Called each tick while open, a write pending or not: heartbeats, idle checks."""
+
+    @abstractmethod
+    def _lost(self, channel: str) -> None:
+        """Events on `channel` may be missing before what follows: tell the client."""
+
+    async def _say_hello(self, send: Send) -> None:
+        """Write what opens the stream, before any item."""
+
+    def _closing(self) -> None:
+        """Called once closing has begun (the outbox is already closed)."""
+
+    def _stop(self) -> None:
+        """Stop the connection's tasks: it has been cut off."""
+        if self._writer is not None:
+            self._writer.cancel()
+
+    # -- state -----------------------------------------------------------------
+
+    def _enter(self, state: StreamState) -> None:
+        expected = _ENTERED_FROM[state]
+        if self.state not in expected:
+            raise RuntimeError(
+                f"can't become {state.value!r}: expected the connection to be "
+                f"{' or '.join(repr(s.value) for s in expected)}, not {self.state.value!r}"
+            )
+        self.state = state
+
+    # -- called by the registry ------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Drop the client when a write hasn't completed in time; else keep it alive."""
+        if not self._writing:
+            self._stalled_at = -1
+        elif self.writes != self._stalled_at:
+            self._stalled_at, self._stalled_since = self.writes, now
+        elif now - self._stalled_since > self._stall_limit:
+            self._drop_slow(f"a write has waited over {self._stall_limit:g} s")
+            return
+        if self.state is StreamState.OPEN:
+            self._keep_alive(now)
+
+    def close(self, reason: CloseReason) -> None:
+        """End the connection for `reason`; never blocks."""
+        self._end(reason, reason.value)
+
+    # -- closing ---------------------------------------------------------------
+
+    def _end(self, reason: CloseReason | None, why: str, *, goodbye: bool = True) -> bool:
+        """Begin closing, unless already closing; returns whether it began.
+
+        `goodbye=False`: the client is gone, so nothing more is written.
+        """
+        if self.state is not StreamState.OPEN:
+            if reason is CloseReason.SLOW_CONSUMER and self.state is StreamState.CLOSING:
+                self._cut_off()  # a closing connection whose last writes don't complete
+            return False
+        self._enter(StreamState.CLOSING)
+        self.reason, self._why, self._goodbye = reason, why, goodbye
+        self.outbox.close()
+        self._closing()
+        if reason is CloseReason.SLOW_CONSUMER and self.cut_off_slow_consumers:
+            self._cut_off()
+        elif self._writer is not None and not self._writer.done():
+            self._arm_cut_off()
+        return True
+
+    def _drop_slow(self, why: str) -> None:
+        if self.state is StreamState.OPEN:
+            self._metrics.slow_consumer_disconnects.labels(self.transport).inc()
+            logger.warning("dropping a slow %s client (%s): %s", self.label, self.describe(), why)
+        self.close(CloseReason.SLOW_CONSUMER)
+
+    def _overflowed(self) -> None:
+        self._drop_slow(f"its queue of {self._queue_size} events overflowed")
+
+    def _arm_cut_off(self) -> None:
+        # The writer flushes what is due and says goodbye, unless the client
+        # stopped reading: then it is cut off after `_close_limit`.
+        if not self.cut_off_unread_goodbyes:
+            return
+        loop = asyncio.get_running_loop()
+        self._cut_off_timer = loop.call_later(self._close_limit, self._cut_off_unread)
+
+    def _cut_off_unread(self) -> None:
+        if self.state is StreamState.CLOSING:
+            logger.info(
+                "cutting off a %s client (%s) that isn't reading its last bytes (%s)",
+                self.label,
+                self.describe(),
+                self._why,
+            )
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        self._enter(StreamState.CUT_OFF)
+        self.outbox.close()
+        self._stop()
+
+    # -- writing ---------------------------------------------------------------
+
+    def _start_writer(self, send: Send) -> asyncio.Task[None]:
+        """Start the writer task; a connection closed before it started gets its cut-off timer."""
+        self._writer = asyncio.create_task(self._write(send), name=f"{self.transport}-writer")
+        if self.state is StreamState.CLOSING:
+            self._arm_cut_off()
+        return self._writer
+
+    async def _write(self, send: Send) -> None:
+        try:
+            await self._write_all(send)
+        finally:
+            if self._cut_off_timer is not None:
+                self._cut_off_timer.cancel()
+
+    async def _write_all(self, send: Send) -> None:
+        delivered = self._metrics.events_delivered[self.transport]
+        self._writing = True
+        await self._say_hello(send)
+        self._writing = False
+        outbox = self.outbox
+        while outbox or not outbox.closed:
+            if not outbox:
+                await outbox.wait()
+                continue
+            batch = outbox.take()
+            events = outbox.taken_events
+            if self.state is not StreamState.OPEN:
+                # Rare, so the per-item checks are affordable here.
+                batch = self._still_due(batch)
+                events = sum(isinstance(item, Event) for item in batch)
+                if not batch:
+                    continue
+            self._writing = True
+            await self._write_batch(send, batch)
+            self._writing = False
+            delivered.count += events
+        if self.state is StreamState.CLOSING:
+            if self._goodbye:
+                self._writing = True
+                await self._say_goodbye(send)
+                self._writing = False
+            self._enter(StreamState.CLOSED)
