@@ -20,7 +20,7 @@ from {{ cookiecutter.project_slug }}.events import Event
 from {{ cookiecutter.project_slug }}.outbox import Outbox
 
 from conftest import ServerFactory, TokenFactory
-from servers import ServerProcess
+from servers import ServerProcess, wait_until
 from sse_client import Frame, SSEStream, open_stream
 
 CHANNEL = "room:1"
@@ -64,16 +64,6 @@ async def metric(client: httpx.AsyncClient, name: str) -> float:
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in /metrics:\n{text}"
     return float(match.group(1))
-
-
-async def wait_until(condition: Any, timeout: float, message: str) -> None:
-    """Poll the async `condition` until it holds; fail with `message` after `timeout`."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not await condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(message) from None
 
 
 async def first_frame(stream: SSEStream) -> Frame:
