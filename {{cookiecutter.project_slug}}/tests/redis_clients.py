@@ -81,6 +81,11 @@ class Subscriber:
                 await self._changed.wait()
 
     @property
+    def ids(self) -> list[str]:
+        """The id of every event so far, in arrival order."""
+        return [event.id for event in self.events]
+
+    @property
     def payloads(self) -> list[Any]:
         """The data of every event so far, in arrival order."""
         return [event.data for event in self.events]
@@ -177,13 +182,25 @@ async def close_all(subscribers: list[Subscriber]) -> None:
 
 
 async def publish(
-    http: httpx.AsyncClient, base_url: str, channel: str, data: Any, token: str
+    http: httpx.AsyncClient,
+    base_url: str,
+    channel: str,
+    data: Any,
+    token: str,
+    idempotency_key: str | None = None,
 ) -> httpx.Response:
-    """POST one event; the response as it came."""
+    """POST one event; the response as it came.
+
+    Retries after a 503 must pass an `idempotency_key`: a 503 may come after the event
+    was stored (a timeout), and only the key makes the retry publish it once.
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     return await http.post(
         f"{base_url}/channels/{quote(channel)}/events",
         json={"event": "message", "data": data},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=headers,
     )
 
 
