@@ -98,6 +98,37 @@ class Cluster:
         """The process of a node the tests started."""
         return next(p for p in self.processes if ("127.0.0.1", p.port) == address)
 
+    def begin_migration(self, slot: int, source: tuple[str, int], target: tuple[str, int]) -> None:
+        """Mark `slot` IMPORTING on `target` and MIGRATING on `source`; no key moves yet."""
+        with self.node(source) as src, self.node(target) as dst:
+            dst.cluster("SETSLOT", slot, "IMPORTING", src.cluster("MYID"))
+            src.cluster("SETSLOT", slot, "MIGRATING", dst.cluster("MYID"))
+
+    def move_keys(
+        self, slot: int, source: tuple[str, int], target: tuple[str, int], keys: list[str] | None
+    ) -> None:
+        """Move `keys` (every key of `slot` for None) of a migrating slot to `target`."""
+        migrate = ("MIGRATE", target[0], target[1], "", 0, 5000, "KEYS")
+        with self.node(source) as src:
+            if keys is not None:
+                src.execute_command(*migrate, *keys)
+                return
+            while batch := src.cluster("GETKEYSINSLOT", slot, 100):
+                src.execute_command(*migrate, *batch)
+
+    def end_migration(self, slot: int, target: tuple[str, int]) -> None:
+        """Give `slot` to `target` on every node (its keys must have moved already)."""
+        with self.node(target) as dst:
+            target_id = dst.cluster("MYID")
+        for address in self.addresses:
+            with self.node(address) as node:
+                node.cluster("SETSLOT", slot, "NODE", target_id)
+
+    def keys_in_slot(self, address: tuple[str, int], slot: int) -> list[str]:
+        """The keys of `slot` that one node holds."""
+        with self.node(address) as node:
+            return list(node.cluster("GETKEYSINSLOT", slot, 1000))
+
     def state_ok(self) -> bool:
         """Every node answers and reports `cluster_state:ok`."""
         for address in self.addresses:
@@ -136,6 +167,8 @@ def start_cluster(
     args = [
         *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
         *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+        # A replica's first sync starts at once, not after the default 5 s wait.
+        *("--repl-diskless-sync-delay", "0"),
         # Durable nodes keep their data across a kill, like a real deployment's.
         *(("--appendonly", "yes", "--appendfsync", "always") if durable else ()),
     ]

@@ -312,15 +312,9 @@ async def test_a_failed_primary_is_replaced_by_its_replica(
 
 def migrate_slot(cluster: Cluster, slot: int, source: Address, target: Address) -> None:
     """Move one slot, with its keys, from `source` to `target` (as `redis-cli --cluster reshard` does)."""
-    with cluster.node(source) as src, cluster.node(target) as dst:
-        source_id, target_id = src.cluster("MYID"), dst.cluster("MYID")
-        dst.cluster("SETSLOT", slot, "IMPORTING", source_id)
-        src.cluster("SETSLOT", slot, "MIGRATING", target_id)
-        while keys := src.cluster("GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", target[0], target[1], "", 0, 5000, "KEYS", *keys)
-        for address in cluster.addresses:
-            with cluster.node(address) as node:
-                node.cluster("SETSLOT", slot, "NODE", target_id)
+    cluster.begin_migration(slot, source, target)
+    cluster.move_keys(slot, source, target, None)
+    cluster.end_migration(slot, target)
 
 
 async def test_a_migrated_slot_moves_its_channel(

@@ -32,9 +32,10 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from ..events import Event
 from .redis import CONNECT_TIMEOUT, SOCKET_TIMEOUT, RedisBroadcaster
 from .redis_listener import PubSubListener
-from .redis_streams import SHARDED_PUBLISH_SCRIPT, StreamId, channel_of, key_for
+from .redis_streams import SHARDED_PUBLISH_SCRIPT, StreamId, channel_of, key_for, parse_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ REFRESH_INTERVAL = 5.0  # how often the slot map is re-read while all is well
 RETRY_INTERVAL = 0.5  # how soon after a failure (or a lost channel) it is re-read
 STOP_TIMEOUT = 3.0
 CANARY_TRIES = 100_000  # names tried for a canary in a node's slots
+MOVE_CHECK = 0.25  # how often a wait for a channel looks whether it changed node
 
 
 class ClusterBroadcaster(RedisBroadcaster):
@@ -61,6 +63,22 @@ class ClusterBroadcaster(RedisBroadcaster):
 
     def _make_listener(self) -> ClusterListener:
         return ClusterListener(self)
+
+    async def history_after(self, channel: str, last_event_id: str) -> list[Event] | None:
+        """Retained events after `last_event_id`, up to the last one delivered live here.
+
+        While a channel's slot migrates, its stream may already sit on the new
+        node, where publishes are announced, while this worker still listens on
+        the old one: the stream runs ahead of live delivery until the move
+        completes and the listener backfills. Events past what the listener
+        delivered reach the subscriber through it, so replaying them too would
+        deliver them twice.
+        """
+        missed = await super().history_after(channel, last_event_id)
+        delivered = self._listener.last_id(self._key(channel))
+        if missed is None or delivered is None:
+            return missed
+        return [e for e in missed if (parse_id(e.id) or delivered) <= delivered]
 
     def _script(self) -> str:
         return SHARDED_PUBLISH_SCRIPT
@@ -165,21 +183,38 @@ class ClusterListener:
             self._nodes[name].listener.close(key)
 
     async def wait_ready(self, key: str, within: float) -> bool:
-        """Wait until `key` is subscribed and caught up on its node."""
+        """Wait until `key` is subscribed and caught up on the node that owns it.
+
+        The owner may change meanwhile (the slot moved, or its primary failed
+        over): the wait follows the channel to its new node.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while key in self._owner:
+            name = self._owner[key]
+            node = self._nodes.get(name) if name is not None else None
+            if node is None:
+                # Not placed yet: the layout is being read, or the cluster is down.
+                if self.failing:
+                    return False
+            elif node.listener.failing:
+                return False
+            elif await node.listener.wait_ready(key, min(MOVE_CHECK, deadline - loop.time())):
+                if self._owner.get(key) == name:
+                    return True
+                continue  # caught up on a node that has just given it away
+            if loop.time() >= deadline:
+                return False
+            # Placing (or moving) it waits on the watcher's next read of the layout.
+            await asyncio.sleep(0.05)
+        return False
+
+    def last_id(self, key: str) -> StreamId | None:
+        """The newest id of `key` delivered here; None when unknown."""
         name = self._owner.get(key)
         if name is None or name not in self._nodes:
-            # Not placed yet: the layout is being read, or the cluster is down.
-            if self.failing:
-                return False
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + within
-            # Placing it waits on the watcher's next read of the layout.
-            while (name := self._owner.get(key)) is None or name not in self._nodes:
-                if self.failing or loop.time() >= deadline or key not in self._owner:
-                    return False
-                await asyncio.sleep(0.05)
-            within = max(0.0, deadline - loop.time())
-        return await self._nodes[name].listener.wait_ready(key, within)
+            return None
+        return self._nodes[name].listener.last_id(key)
 
     # -- placing channels ----------------------------------------------------------
 

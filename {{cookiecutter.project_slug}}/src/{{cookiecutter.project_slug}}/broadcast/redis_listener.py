@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
+from redis.exceptions import AskError
 
 from ..events import Event
 from .redis_streams import StreamId, decode_message, parse_id
@@ -171,6 +173,11 @@ class PubSubListener:
         """The channels subscribed here."""
         return list(self._channels)
 
+    def last_id(self, key: str) -> StreamId | None:
+        """The newest id of `key` delivered (or passed over) here; None when unknown."""
+        channel = self._channels.get(key)
+        return channel.last_id if channel is not None else None
+
     async def wait_ready(self, key: str, within: float) -> bool:
         """Wait until `key` is subscribed and caught up; False if Redis is down or it times out."""
         channel = self._channels.get(key)
@@ -295,12 +302,31 @@ class PubSubListener:
         while True:
             if self._helper_failed is not None:
                 raise self._helper_failed
-            message = await pubsub.get_message(timeout=READ_TIMEOUT)
+            try:
+                message = await pubsub.get_message(timeout=READ_TIMEOUT)
+            except AskError as exc:  # MOVED or ASK, sharded only: the connection is fine
+                self._refused(exc.slot_id)
+                continue
             if message is None:
                 if not self._became_up.is_set() and loop.time() > confirm_by:
                     raise TimeoutError("redis did not confirm the subscriptions")
                 continue
             await self._handle(message)
+
+    def _refused(self, slot: int) -> None:
+        # A node answers SSUBSCRIBE (or SUNSUBSCRIBE) with a redirection when it
+        # no longer owns the channel's slot: the slot moved before the layout
+        # said so. That command is done; the channel belongs on its new owner.
+        key = next((k for k in self._outstanding if key_slot(k.encode()) == slot), None)
+        if key is None or key == self.canary:
+            raise ConnectionError(f"redis refused a subscription in slot {slot}")
+        left = self._outstanding.pop(key) - 1
+        if left > 0:
+            self._outstanding[key] = left
+        if key in self._channels:
+            self._channels[key].ready.clear()
+            if self._on_moved is not None:
+                self._on_moved(key)
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
