@@ -191,7 +191,8 @@ def test_ci_runs_pre_commit_the_client_on_current_node_and_the_image(
     assert int(node["with"]["node-version"]) in {22, 24}
     assert "docker compose up --build" in runs("docker") and "--wait" in runs("docker")
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
-    assert config["repos"]
+    hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"ruff", "ruff-format"} <= hooks
     assert "pre-commit install" in (project / "Makefile").read_text()
 
 

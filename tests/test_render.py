@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
@@ -142,10 +143,10 @@ def test_ruff_passes(rendered: Renderer, transport: str, broadcaster: str) -> No
 
 @pytest.mark.parametrize(("transport", "broadcaster"), combos())
 def test_mypy_strict_passes(rendered: Renderer, transport: str, broadcaster: str) -> None:
-    """The package type-checks under `mypy --strict`."""
+    """The package and the load tester type-check under `mypy --strict`."""
     project = rendered(transport, broadcaster)
     result = run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "src"],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "src", "loadtest"],
         project,
         env=project_env(project),
     )
@@ -156,7 +157,7 @@ def test_mypy_strict_passes(rendered: Renderer, transport: str, broadcaster: str
 def test_project_builds_a_wheel(
     rendered: Renderer, transport: str, broadcaster: str, tmp_path: Path
 ) -> None:
-    """The pyproject is a working package definition (hatchling builds it)."""
+    """Hatchling builds a wheel of the service alone: no load tester, no tests."""
     project = rendered(transport, broadcaster)
     result = run(
         [
@@ -175,7 +176,13 @@ def test_project_builds_a_wheel(
         env=project_env(project),
     )
     assert result.returncode == 0, result.stdout
-    assert list(tmp_path.glob(f"{PKG}-0.1.0-*.whl"))
+    (wheel,) = tmp_path.glob(f"{PKG}-0.1.0-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert {PurePosixPath(name).parts[0] for name in names} == {PKG, f"{PKG}-0.1.0.dist-info"}
+    assert f"{PKG}/main.py" in names
+    assert [name for name in names if "loadtest" in name] == []
+    assert (project / "loadtest" / "__main__.py").is_file(), "the load tester left the project"
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from servers import ServerProcess
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 TokenFactory = Callable[..., str]
 ServerFactory = Callable[..., ServerProcess]
+SharedServerFactory = Callable[..., ServerProcess]
 
 
 def base_service_env(request: pytest.FixtureRequest) -> dict[str, str]:
@@ -105,6 +106,30 @@ async def broadcaster(settings: Settings) -> AsyncIterator[Broadcaster]:
         yield instance
     finally:
         await instance.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedServerFactory]:
+    """Start servers shared by one module's tests: `shared_server(**ENV_OVERRIDES)`.
+
+    Each is ready when returned and killed after the module; its tests keep to
+    channels and subjects of their own.
+    """
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        log = tmp_path_factory.mktemp("shared-server") / "server.log"
+        server = ServerProcess({**base_service_env(request), **env}, log)
+        started.append(server)
+        return server.wait_ready()
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
 
 
 @pytest.fixture

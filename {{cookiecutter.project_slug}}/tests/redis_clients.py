@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+{% if cookiecutter.transport == "websocket" %}
 import json
+{% endif %}
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,11 +22,14 @@ from urllib.parse import quote
 import httpx
 import redis
 {% if cookiecutter.transport == "websocket" %}
-from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
+
+from ws_client import open_ws
 
 TRANSPORT = "websocket"
 {% else %}
+
+from sse_client import open_stream
 
 TRANSPORT = "sse"
 {% endif %}
@@ -111,61 +117,31 @@ class Subscriber:
 
 {% if cookiecutter.transport != "websocket" %}
     async def _read(self) -> None:
-        path = f"/channels/{quote(self.channel)}/events"
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Accept: text/event-stream\r\nAuthorization: Bearer {self.token}\r\n\r\n"
-        )
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            stream = await open_stream(self.port, self.channel, token=self.token, timeout=10)
         except OSError as exc:
             self._ended(exc)
             return
         try:
-            writer.write(request.encode())
-            status = await reader.readline()
-            if b" 200 " not in status:
-                raise ConnectionError(f"stream refused: {status.decode().strip()}")
-            while await reader.readline() not in (b"\r\n", b""):
-                pass  # headers
-            # The body is chunked; the SSE parser below only needs the bytes.
-            buffer = b""
-            while True:
-                size = int((await reader.readline()).strip() or b"0", 16)
-                if size == 0:
-                    break
-                buffer += (await reader.readexactly(size + 2))[:-2]
-                while b"\n\n" in buffer:
-                    block, _, buffer = buffer.partition(b"\n\n")
-                    self._sse_block(block.decode())
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            if stream.status != 200:
+                raise ConnectionError(f"stream refused: {stream.status} {stream.body!r}")
+            while (frame := await stream.next_frame(timeout=None)) is not None:
+                for _ in frame.comments:
+                    self._heartbeat()
+                if frame.retry is not None or frame.is_event:
+                    self._opened_now()
+                if frame.is_event:
+                    self._record(frame.id or "", frame.event or "message", frame.json())
+        except (OSError, ValueError) as exc:
             self._ended(exc)
             return
         finally:
-            writer.close()
+            await stream.close()
         self._ended()
-
-    def _sse_block(self, block: str) -> None:
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                self._heartbeat()
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        if "retry" in fields:
-            self._opened_now()
-        if "data" in fields:
-            self._opened_now()
-            self._record(
-                fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
-            )
 {% else %}
     async def _read(self) -> None:
-        url = f"ws://127.0.0.1:{self.port}/ws"
-        headers = {"Authorization": f"Bearer {self.token}"}
         try:
-            async with connect(url, additional_headers=headers, open_timeout=10) as ws:
+            async with await open_ws(self.port, header_token=self.token) as ws:
                 await ws.send(json.dumps({"type": "subscribe", "channel": self.channel}))
                 async for raw in ws:
                     frame = json.loads(raw)
@@ -226,6 +202,15 @@ async def publish(
         json={"event": "message", "data": data},
         headers=headers,
     )
+
+
+def answers_with(http: httpx.AsyncClient, url: str, status: int) -> Callable[[], Awaitable[bool]]:
+    """A condition for `wait_until`: does a GET of `url` answer `status` now?"""
+
+    async def answers() -> bool:
+        return (await http.get(url)).status_code == status
+
+    return answers
 
 
 def fresh_connection_client() -> httpx.AsyncClient:

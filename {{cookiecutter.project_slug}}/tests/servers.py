@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -11,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -27,13 +29,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+POLL_INTERVAL = 0.02
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float, message: str
+) -> None:
+    """Poll `condition` (plain or async) until it holds; `TimeoutError(message)` after `timeout` s.
+
+    The tests' one way to wait for a state that announces itself nowhere: the
+    event loop keeps running between polls, and a condition that hangs (an HTTP
+    request) counts against the same deadline.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = condition()
+                if await result if inspect.isawaitable(result) else result:
+                    return
+                await asyncio.sleep(POLL_INTERVAL)
+    except TimeoutError:
+        raise TimeoutError(message) from None
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll `condition` until it holds; fail with `message` after `timeout` seconds."""
+    """`wait_until` for code outside an event loop (fixtures, threads, plain tests)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(message)
-        time.sleep(0.02)
+        time.sleep(POLL_INTERVAL)
 
 
 def worker_pids(supervisor_pid: int) -> set[int]:

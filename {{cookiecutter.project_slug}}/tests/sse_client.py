@@ -99,8 +99,8 @@ class SSEStream:
             return bytes(self._gunzip.decompress(chunk[:-2]))
         return chunk[:-2]
 
-    async def next_frame(self, timeout: float = 5) -> Frame | None:
-        """The next frame; None once the stream is over."""
+    async def next_frame(self, timeout: float | None = 5) -> Frame | None:
+        """The next frame; None once the stream is over (`timeout=None`: however long it takes)."""
         async with asyncio.timeout(timeout):
             while b"\n\n" not in self._buffer:
                 if self.ended or self.cut_off:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.service import Service
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from conftest import TokenFactory
@@ -68,10 +69,14 @@ def test_publish_is_accepted_with_an_id(client: TestClient, make_token: TokenFac
 def test_event_ids_are_unique_and_ordered_per_channel(
     client: TestClient, make_token: TokenFactory
 ) -> None:
-    """Every publish gets a new id."""
+    """Every publish gets a new id, and the channel's history replays them in publish order."""
     token = make_token()
     ids = [publish(client, token, {"data": n}).json()["id"] for n in range(20)]
     assert len(set(ids)) == 20
+    service: Service = client.app.state.service  # type: ignore[attr-defined]
+    assert client.portal is not None  # the lifespan runs: the client was entered
+    replayed = client.portal.call(service.broadcaster.history_after, CHANNEL, ids[0])
+    assert [event.id for event in replayed or []] == ids[1:]
 
 
 @pytest.mark.parametrize("data", [None, 0, "text", [1, 2], {"nested": {"ü": "☃"}}])

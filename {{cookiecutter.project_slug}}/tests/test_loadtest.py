@@ -1,9 +1,10 @@
-"""`python -m {{ cookiecutter.project_slug }} loadtest`: runs against a real server, counts right, fails loudly."""
+"""`python -m loadtest`: runs against a real server, counts right, fails loudly."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.loadtest.clients import SUBSCRIBERS
-from {{ cookiecutter.project_slug }}.loadtest.http import ChunkedDecoder, LoadTestError, Target
-from {{ cookiecutter.project_slug }}.loadtest.report import Progress, Report, format_table
-from {{ cookiecutter.project_slug }}.loadtest.tally import Latency, Tally, payload, percentile
+from loadtest.clients import SUBSCRIBERS
+from loadtest.http import ChunkedDecoder, LoadTestError, Target
+from loadtest.report import Progress, Report, format_table
+from loadtest.tally import Latency, Tally, payload, percentile
 
 from conftest import TEST_SECRET, ServerFactory
 from servers import PROJECT_ROOT, free_port
@@ -26,9 +27,9 @@ TRANSPORTS = tuple(SUBSCRIBERS)
 def loadtest(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the command in a clean environment (no `.env` in `cwd`)."""
     return subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.project_slug }}", "loadtest", *args],
+        [sys.executable, "-m", "loadtest", *args],
         cwd=cwd,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), **env},
+        env={"PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "src")]), **env},
         capture_output=True,
         text=True,
         timeout=60,

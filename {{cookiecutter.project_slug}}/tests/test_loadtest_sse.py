@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from {{ cookiecutter.project_slug }}.loadtest.sse import EventStreamParser
+from loadtest.sse import EventStreamParser
 
 STREAM = (
     b"retry: 3000\n\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from {{ cookiecutter.project_slug }}.events import encode_json
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from redis_server import RedisServerProcess, start_redis_server
-from servers import free_port
+from servers import free_port, wait_until
 from test_broadcaster import Recorder, publish_n
 
 BroadcasterFactory = Callable[..., Awaitable[Broadcaster]]
@@ -75,15 +74,6 @@ def own_pubsub_connections(admin: redis.Redis) -> int:
 def numsub(admin: redis.Redis, name: str) -> int:
     ((_, count),) = admin.pubsub_numsub(key_for(name))
     return int(count)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll `condition` without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        await asyncio.sleep(0.02)
 
 
 async def test_publish_stores_the_event_in_the_channel_stream(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,11 +24,16 @@ from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from conftest import ServerFactory, TokenFactory
-from redis_clients import close_all, fresh_connection_client, publish, subscribe_many
+from redis_clients import (
+    answers_with,
+    close_all,
+    fresh_connection_client,
+    publish,
+    subscribe_many,
+)
 from redis_cluster_nodes import Cluster, start_cluster
-from servers import worker_pids
+from servers import wait_until, worker_pids
 from test_broadcaster import Recorder, publish_n
-from test_redis_outage import wait_until_status
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +64,6 @@ def pubsub_connections(cluster: Cluster, address: Address, pids: set[int]) -> Co
             if ":pubsub:" in name and pid.isdigit() and int(pid) in pids:
                 counts[int(pid)] += 1
     return counts
-
-
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
-    """Wait until `condition()` holds, polling; fail with `message` after `timeout` s."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not await condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(message) from None
 
 
 @pytest.fixture
@@ -163,7 +159,7 @@ async def test_two_workers_fan_out_over_every_node(
         # In a thread: open subscribers must keep answering heartbeats meanwhile.
         return await asyncio.to_thread(counted)
 
-    await until(one_connection_per_worker_per_node, 20, "workers never listened to every node")
+    await wait_until(one_connection_per_worker_per_node, 20, "workers never listened to every node")
     placed = redis_cluster.channels_on_every_primary(
         f"cluster-test:{uuid.uuid4().hex}:", per_node=3
     )
@@ -181,7 +177,9 @@ async def test_two_workers_fan_out_over_every_node(
             assert subscriber.payloads == list(range(10)), subscriber.channel
             assert len({e.id for e in subscriber.events}) == 10
         # Still one per worker per node, with nine channels followed on each.
-        await until(one_connection_per_worker_per_node, 5, "a worker opened a second connection")
+        await wait_until(
+            one_connection_per_worker_per_node, 5, "a worker opened a second connection"
+        )
     finally:
         await close_all(subscribers)
 
@@ -214,11 +212,15 @@ async def test_a_killed_node_is_unready_and_backfilled_when_it_returns(
                     published = await publish(http, server.url, victim_channel, "lost", token)
                     return (ready.status_code, published.status_code) == (503, 503)
 
-                await until(down, 10, "a dead node's channel was not reported unavailable")
+                await wait_until(down, 10, "a dead node's channel was not reported unavailable")
 
                 await asyncio.to_thread(cluster.process(victim).start)
-                recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=15)
-                logger.warning("ready again %.2f s after the node restarted", recovery)
+                since = time.monotonic()
+                ready = answers_with(http, f"{server.url}/readyz", 200)
+                await wait_until(ready, 15, "/readyz never answered 200 after the node restarted")
+                logger.warning(
+                    "ready again %.2f s after the node restarted", time.monotonic() - since
+                )
 
                 for name in channels:
                     # Other nodes may take a moment more to see it back (CLUSTERDOWN).
@@ -228,7 +230,7 @@ async def test_a_killed_node_is_unready_and_backfilled_when_it_returns(
                         response = await publish(http, server.url, name, 1, token, key)
                         return response.status_code == 202
 
-                    await until(accepted, 15, f"publishing to {name} never recovered")
+                    await wait_until(accepted, 15, f"publishing to {name} never recovered")
             await asyncio.gather(*(s.wait_for_events(2, timeout=15) for s in subscribers))
             for subscriber in subscribers:
                 assert subscriber.payloads == [0, 1], (subscriber.channel, subscriber.ids)
@@ -281,9 +283,15 @@ async def test_a_failed_primary_is_replaced_by_its_replica(
                 async def moved() -> bool:
                     return await asyncio.to_thread(cluster.owner, victim_channel) != victim
 
-                await until(moved, 30, "the replica never took over")
-                recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=15)
-                logger.warning("ready again %.2f s after the replica took over", recovery)
+                await wait_until(moved, 30, "the replica never took over")
+                since = time.monotonic()
+                ready = answers_with(http, f"{server.url}/readyz", 200)
+                await wait_until(
+                    ready, 15, "/readyz never answered 200 after the replica took over"
+                )
+                logger.warning(
+                    "ready again %.2f s after the replica took over", time.monotonic() - since
+                )
                 for name in channels:
 
                     async def accepted(name: str = name) -> bool:
@@ -292,7 +300,7 @@ async def test_a_failed_primary_is_replaced_by_its_replica(
                         response = await publish(http, server.url, name, 1, token, key)
                         return response.status_code == 202
 
-                    await until(accepted, 15, f"publishing to {name} never recovered")
+                    await wait_until(accepted, 15, f"publishing to {name} never recovered")
             await asyncio.gather(*(s.wait_for_events(2, timeout=15) for s in subscribers))
             for subscriber in subscribers:
                 assert subscriber.payloads == [0, 1], (subscriber.channel, subscriber.ids)

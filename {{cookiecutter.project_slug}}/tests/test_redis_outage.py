@@ -12,15 +12,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from conftest import ServerFactory, TokenFactory
-from redis_clients import Subscriber, close_all, fresh_connection_client, publish, subscribe_many
+from redis_clients import (
+    Subscriber,
+    answers_with,
+    close_all,
+    fresh_connection_client,
+    publish,
+    subscribe_many,
+)
 from redis_server import RedisServerProcess, start_redis_server
-from servers import ServerProcess
+from servers import ServerProcess, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +38,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
         yield server
     finally:
         server.stop()
-
-
-async def wait_until_status(
-    http: httpx.AsyncClient, url: str, status: int, timeout: float, method: str = "GET", **kw: Any
-) -> float:
-    """Poll `url` until it answers `status`; how long that took."""
-    started = time.monotonic()
-    while True:
-        response = await http.request(method, url, **kw)
-        if response.status_code == status:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{method} {url} still {response.status_code} after {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def three_more_heartbeats(subscriber: Subscriber) -> None:
@@ -98,8 +89,10 @@ async def test_redis_outage_is_reported_and_recovered_on_open_connections(
             assert not any(s.closed for s in subscribers)
 
             own_redis.start()
-            recovery = await wait_until_status(http, f"{server.url}/readyz", 200, timeout=10)
-            logger.warning("ready again %.2f s after redis restarted", recovery)
+            restarted = time.monotonic()
+            ready = answers_with(http, f"{server.url}/readyz", 200)
+            await wait_until(ready, 10, "/readyz never answered 200 after redis restarted")
+            logger.warning("ready again %.2f s after redis restarted", time.monotonic() - restarted)
             # A worker that isn't back yet backfills this event once it is.
             assert (await publish(http, server.url, ch, "after", token)).status_code == 202
             await asyncio.gather(*(s.wait_for_events(3, timeout=10) for s in subscribers))

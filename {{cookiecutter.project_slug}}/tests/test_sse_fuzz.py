@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -21,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_SECRET, base_service_env
+from conftest import TEST_SECRET, SharedServerFactory
 from fuzz_values import hostile_ids
 from servers import ServerProcess
 from sse_client import open_stream
@@ -39,26 +38,19 @@ query_values = st.text(min_size=1, max_size=40)
 
 
 @pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server(shared_server: SharedServerFactory) -> ServerProcess:
     """One server with a few retained events on `CHANNEL`."""
-    log = tmp_path_factory.mktemp("sse-fuzz") / "server.log"
-    process = ServerProcess(base_service_env(request), log)
-    try:
-        process.wait_ready()
-        for n in range(3):
-            response = httpx.post(
-                f"{process.url}/channels/{CHANNEL}/events",
-                json={"data": n},
-                headers={"Authorization": f"Bearer {_token()}"},
-                timeout=5,
-            )
-            assert response.status_code == 202
-            FIRST_IDS.setdefault(process.port, response.json()["id"])
-        yield process
-    finally:
-        process.stop()
+    process = shared_server()
+    for n in range(3):
+        response = httpx.post(
+            f"{process.url}/channels/{CHANNEL}/events",
+            json={"data": n},
+            headers={"Authorization": f"Bearer {_token()}"},
+            timeout=5,
+        )
+        assert response.status_code == 202
+        FIRST_IDS.setdefault(process.port, response.json()["id"])
+    return process
 
 
 def _token() -> str:

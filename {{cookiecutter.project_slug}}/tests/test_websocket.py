@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from conftest import TokenFactory
+from conftest import SharedServerFactory, TokenFactory
 from servers import ServerProcess
 from ws_client import (
     metric,
@@ -17,7 +16,6 @@ from ws_client import (
     recv_frame,
     recv_until,
     request,
-    shared_server_env,
     subscribe,
 )
 
@@ -29,18 +27,9 @@ def channel() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server(shared_server: SharedServerFactory) -> ServerProcess:
     """One server for this module's tests: each uses channels and subs of its own."""
-    log = tmp_path_factory.mktemp("ws-server") / "server.log"
-    process = ServerProcess(
-        shared_server_env(request, WS_RATE_LIMIT="1000", HEARTBEAT_INTERVAL="5"), log
-    )
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(WS_RATE_LIMIT="1000", HEARTBEAT_INTERVAL="5")
 
 
 async def test_subscribe_then_live_messages_arrive_in_order(

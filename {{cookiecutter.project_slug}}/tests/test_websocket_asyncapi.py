@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, get_args
 
 import pytest
@@ -32,9 +32,9 @@ from {{ cookiecutter.project_slug }}.transports.ws_asyncapi import (
 from {{ cookiecutter.project_slug }}.transports.ws_frames import KNOWN_TYPES, ErrorCode
 from {{ cookiecutter.project_slug }}.transports.ws_server_frames import AnyServerFrame
 
-from conftest import TokenFactory
+from conftest import SharedServerFactory, TokenFactory
 from servers import ServerProcess
-from ws_client import open_ws, publish_http, recv_frame, request, shared_server_env
+from ws_client import open_ws, publish_http, recv_frame, request
 
 PARSER_PACKAGE = "@asyncapi/parser@3"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -117,16 +117,9 @@ def test_error_codes_and_close_codes_are_all_described(document: dict[str, Any])
 
 
 @pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server(shared_server: SharedServerFactory) -> ServerProcess:
     """A real server with fast pings, so that a `ping` frame is seen too."""
-    log = tmp_path_factory.mktemp("asyncapi-server") / "server.log"
-    process = ServerProcess(shared_server_env(request, HEARTBEAT_INTERVAL="0.3"), log)
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(HEARTBEAT_INTERVAL="0.3")
 
 
 async def test_every_frame_a_real_connection_sends_fits_the_models(

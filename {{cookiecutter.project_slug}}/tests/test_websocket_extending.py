@@ -10,7 +10,7 @@ import signal
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
 from extending_apps import MIDDLEWARE_APPS, POISON, check_plain_routes
@@ -42,9 +42,9 @@ async def ping(ws: ClientConnection) -> Frame:
 
 
 async def assert_delivery_heartbeat_resume_shutdown(
-    server: ServerProcess, token: str, ws: ClientConnection, url: str
+    server: ServerProcess, token: str, ws: ClientConnection, path: str
 ) -> None:
-    """Live events and pings on `ws`; a new socket at `url` resumes; SIGTERM closes it 1012."""
+    """Live events and pings on `ws`; a new socket at `path` resumes; SIGTERM closes it 1012."""
     channel = channel_name()
     await subscribe(ws, channel)
     id1 = await publish_http(server, token, channel, {"n": 1})
@@ -54,7 +54,7 @@ async def assert_delivery_heartbeat_resume_shutdown(
     await ws.close()
     id2 = await publish_http(server, token, channel, {"n": 2})
     id3 = await publish_http(server, token, channel, {"n": 3})
-    resumed = await connect(f"{url}?token={token}", open_timeout=10, proxy=None)
+    resumed = await open_ws(server, token, path=path)
     try:
         replayed, subscribed = await subscribe(resumed, channel, last_event_id=id1)
         assert [f["id"] for f in replayed] == [id2, id3]
@@ -78,7 +78,7 @@ async def test_websockets_work_with_middleware(
         await check_plain_routes(name, http)
     token = make_token()
     ws = await open_ws(server, token)
-    await assert_delivery_heartbeat_resume_shutdown(server, token, ws, f"{server.ws_url}/ws")
+    await assert_delivery_heartbeat_resume_shutdown(server, token, ws, "/ws")
 
 
 async def test_trusted_host_refuses_a_handshake_for_another_host(
@@ -88,7 +88,7 @@ async def test_trusted_host_refuses_a_handshake_for_another_host(
     server = start_server(factory="extending_apps:with_trusted_host", **HEARTBEAT)
     token = make_token()
     with pytest.raises(InvalidStatus) as refused:
-        await connect(f"ws://localhost:{server.port}/ws?token={token}", open_timeout=10, proxy=None)
+        await open_ws(server, token, host="localhost")
     assert refused.value.response.status_code == 400
     ws = await open_ws(server, token)
     try:
@@ -131,8 +131,7 @@ async def test_websockets_under_a_path_prefix(
         factory="extending_apps:mounted", health_path="/realtime/healthz", **HEARTBEAT
     )
     token = make_token()
-    url = f"{server.ws_url}/realtime/ws"
-    ws = await connect(f"{url}?token={token}", open_timeout=10, proxy=None)
+    ws = await open_ws(server, token, path="/realtime/ws")
     channel = channel_name()
     await subscribe(ws, channel)
     async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from conftest import TEST_SECRET
+from conftest import TEST_SECRET, SharedServerFactory
 from fuzz_values import hostile_ids, json_values, strict_json
 from servers import ServerProcess
-from ws_client import shared_server_env, ws_url
+from ws_client import ws_url
 
 MAX_EXAMPLES = 200
 DEADLINE = timedelta(seconds=2)
@@ -138,18 +138,9 @@ def expected_error(payload: str | bytes) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def fuzz_server(shared_server: SharedServerFactory) -> ServerProcess:
     """A server with a rate limit high enough that fuzzing speed isn't flooding."""
-    log = tmp_path_factory.mktemp("ws-fuzz") / "server.log"
-    process = ServerProcess(
-        shared_server_env(request, WS_RATE_LIMIT="100000", HEARTBEAT_INTERVAL="5"), log
-    )
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(WS_RATE_LIMIT="100000", HEARTBEAT_INTERVAL="5")
 
 
 @pytest.fixture(scope="module")

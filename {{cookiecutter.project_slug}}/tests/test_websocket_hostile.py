@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.transports.ws_connection import WebSocketConnection
 from {{ cookiecutter.project_slug }}.transports.ws_server_frames import Unsubscribed
 
-from conftest import ServerFactory, TokenFactory
+from conftest import ServerFactory, SharedServerFactory, TokenFactory
 from servers import ServerProcess
 from ws_client import (
     Frame,
@@ -30,7 +29,6 @@ from ws_client import (
     recv_frame,
     recv_until,
     request,
-    shared_server_env,
     subscribe,
 )
 
@@ -42,18 +40,9 @@ def channel() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server(shared_server: SharedServerFactory) -> ServerProcess:
     """One server for this module's tests."""
-    log = tmp_path_factory.mktemp("ws-hostile") / "server.log"
-    process = ServerProcess(
-        shared_server_env(request, WS_RATE_LIMIT="1000", HEARTBEAT_INTERVAL="5"), log
-    )
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(WS_RATE_LIMIT="1000", HEARTBEAT_INTERVAL="5")
 
 
 def _publish_frame(channel: str, data: str, ref: str | None = None) -> str:

@@ -6,13 +6,12 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from conftest import ServerFactory, TokenFactory
+from conftest import ServerFactory, SharedServerFactory, TokenFactory
 from servers import ServerProcess, wait_for
 from ws_client import (
     channel_name,
@@ -22,7 +21,6 @@ from ws_client import (
     publish_http,
     recv_frame,
     request,
-    shared_server_env,
     subscribe,
 )
 
@@ -31,32 +29,15 @@ ALLOWED_ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server(shared_server: SharedServerFactory) -> ServerProcess:
     """A server shared by the token tests (slow heartbeats: silence is not under test)."""
-    log = tmp_path_factory.mktemp("ws-lifecycle") / "server.log"
-    process = ServerProcess(
-        shared_server_env(request, HEARTBEAT_INTERVAL="5", ALLOWED_ORIGINS=ALLOWED_ORIGIN), log
-    )
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(HEARTBEAT_INTERVAL="5", ALLOWED_ORIGINS=ALLOWED_ORIGIN)
 
 
 @pytest.fixture(scope="module")
-def heartbeat_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def heartbeat_server(shared_server: SharedServerFactory) -> ServerProcess:
     """A server with a short heartbeat interval, shared by the heartbeat tests."""
-    log = tmp_path_factory.mktemp("ws-heartbeat") / "server.log"
-    env = shared_server_env(request, HEARTBEAT_INTERVAL=str(INTERVAL), WS_RATE_LIMIT="1000")
-    process = ServerProcess(env, log)
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
+    return shared_server(HEARTBEAT_INTERVAL=str(INTERVAL), WS_RATE_LIMIT="1000")
 
 
 async def still_open_until(ws: ClientConnection, deadline: float) -> None:

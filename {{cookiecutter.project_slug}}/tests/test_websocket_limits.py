@@ -6,13 +6,12 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from conftest import ServerFactory, TokenFactory
+from conftest import ServerFactory, SharedServerFactory, TokenFactory
 from servers import ServerProcess, wait_for
 from ws_client import (
     channel_name,
@@ -23,7 +22,6 @@ from ws_client import (
     recv_frame,
     recv_until,
     request,
-    shared_server_env,
     subscribe,
 )
 
@@ -32,19 +30,11 @@ MAX_BYTES = 1024  # and its MAX_MESSAGE_BYTES
 
 
 @pytest.fixture(scope="module")
-def limited_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def limited_server(shared_server: SharedServerFactory) -> ServerProcess:
     """A server with a small frame limit and rate limit; each test uses its own socket."""
-    log = tmp_path_factory.mktemp("ws-limits") / "server.log"
-    env = shared_server_env(
-        request, MAX_MESSAGE_BYTES=str(MAX_BYTES), WS_RATE_LIMIT=str(RATE), HEARTBEAT_INTERVAL="5"
+    return shared_server(
+        MAX_MESSAGE_BYTES=str(MAX_BYTES), WS_RATE_LIMIT=str(RATE), HEARTBEAT_INTERVAL="5"
     )
-    process = ServerProcess(env, log)
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
 
 
 # -- frame size ------------------------------------------------------------------
@@ -234,7 +224,8 @@ async def test_connections_past_max_connections_are_closed_1013(
     second = await open_ws(server, make_token())
     try:
         for ws in (first, second):
-            assert (await request(ws, {"type": "unsubscribe", "channel": "c"}))["type"]
+            reply = await request(ws, {"type": "unsubscribe", "channel": "c"})
+            assert reply["type"] == "unsubscribed"
         async with await open_ws(server, make_token()) as third:
             assert await expect_close(third) == (1013, "too many connections")
         assert metric(server, "realtime_rejected_connections_total") == 1

@@ -14,20 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import base_service_env
 from servers import ServerProcess
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
-
-
-def shared_server_env(request: pytest.FixtureRequest, **overrides: str) -> dict[str, str]:
-    """Environment for a server shared by a module's tests, with `overrides`."""
-    return {**base_service_env(request), **overrides}
 
 
 def channel_name() -> str:
@@ -35,21 +28,34 @@ def channel_name() -> str:
     return f"room:{uuid.uuid4().hex[:12]}"
 
 
-def ws_url(server: ServerProcess, token: str | None = None) -> str:
-    """`ws://.../ws`, with the token in the query string when given."""
-    url = f"{server.ws_url}/ws"
+def ws_url(
+    server: ServerProcess | int,
+    token: str | None = None,
+    *,
+    path: str = "/ws",
+    host: str = "127.0.0.1",
+) -> str:
+    """`ws://<host>:<port><path>` of a server (or a port), with the token in the query when given."""
+    port = server.port if isinstance(server, ServerProcess) else server
+    url = f"ws://{host}:{port}{path}"
     return f"{url}?token={token}" if token else url
 
 
 async def open_ws(
-    server: ServerProcess,
+    server: ServerProcess | int,
     token: str | None = None,
     *,
     header_token: str | None = None,
     origin: str | None = None,
+    path: str = "/ws",
+    host: str = "127.0.0.1",
     **options: Any,
 ) -> ClientConnection:
-    """Connect to `/ws` (token in the query string, or `header_token` as a bearer header)."""
+    """Connect to `path` (token in the query string, or `header_token` as a bearer header).
+
+    `server` is a running server or a port on 127.0.0.1; `host` goes in the URL and the
+    `Host` header (the connection is to 127.0.0.1 only when `host` resolves there).
+    """
     headers = {"Authorization": f"Bearer {header_token}"} if header_token else None
     settings: dict[str, Any] = {
         "open_timeout": 10,
@@ -60,7 +66,7 @@ async def open_ws(
         **options,
     }
     return await connect(
-        ws_url(server, token),
+        ws_url(server, token, path=path, host=host),
         additional_headers=headers,
         origin=origin,  # type: ignore[arg-type]
         **settings,

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import loadtest
 from .auth import AuthError, mint_token
 from .settings import SettingsError, load_settings
 
@@ -35,23 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="channel pattern the token may publish to (repeatable)",
     )
     token.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
-
-    loadtest.add_arguments(
-        commands.add_parser(
-            "loadtest",
-            help="N subscribers, M events: delivered events/s, latency, losses",
-            description=loadtest.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "loadtest":
-        return loadtest.main(args)
     try:
         settings = load_settings()
         if args.command == "token":

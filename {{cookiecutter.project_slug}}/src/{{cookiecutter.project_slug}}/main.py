@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -13,13 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import PROJECT_NAME, api, demo, jsonlogs, openapi, transports
+from . import PROJECT_NAME, api, demo, jsonlogs, openapi, startup, transports
 from .asgi import RealtimeApp
 from .auth import TokenVerifier
 from .authorization import Authorizer, Rule, authorize
 from .broadcast import create_broadcaster
 from .connections import ConnectionRegistry
-from .logs import configure_logging
 from .metrics import Metrics
 from .metrics_group import MetricsGroup
 from .service import Service
@@ -33,11 +31,11 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
     """Build the app from `settings` (read from the environment when omitted).
 
     `authorize` decides who may subscribe or publish where (see `authorization.py`).
+    Safe to call more than once per process: what it changes beyond the app is
+    in `startup.py`, and each of those steps may repeat.
     """
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    if settings.log_format == "json":
-        jsonlogs.use_json_lines()
+    startup.configure_process_logging(settings)
     metrics = Metrics(transports.NAMES)
     service = Service(
         settings=settings,
@@ -65,12 +63,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         metrics.track_broadcaster(service.broadcaster.is_up)
         service.connections.start()
         await service.metrics_group.start()
-        # Everything built so far (modules, routes, models) lives as long as the
-        # process. Frozen, it is left out of every full garbage collection, which
-        # under fan-out load runs every few seconds and otherwise rescans it all
-        # (at 2,000 subscribers over Redis such a pause tripled the p99).
-        gc.collect()
-        gc.freeze()
+        startup.freeze_startup_objects()
         try:
             yield
         finally:

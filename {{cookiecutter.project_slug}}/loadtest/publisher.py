@@ -71,7 +71,8 @@ class Publisher:
                 raise LoadTestError(f"can't connect to {target.url}: {exc}") from None
             sock = writer.get_extra_info("socket")
             if sock is not None:
-                # Each publish is one small write: send it now, not after 40 ms.
+                # Each publish is one small write: send it now, not held back by Nagle's
+                # algorithm until the previous one is acknowledged.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._reader, self._writer = reader, writer
         return self._reader, self._writer

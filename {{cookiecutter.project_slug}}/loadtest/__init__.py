@@ -1,4 +1,7 @@
-"""`python -m {{ cookiecutter.project_slug }} loadtest`: fan-out throughput, latency and correctness.
+"""`python -m loadtest` (from the project root): fan-out throughput, latency and correctness.
+
+A development tool beside the service, not part of it: the wheel and the
+container image carry only `src/`, and the service never imports this package.
 
 N subscribers and one publisher share one process and one event loop: the
 subscribers are `asyncio.Protocol`s (no task or thread per client), so the
@@ -18,8 +21,9 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ..auth import AuthError, mint_token
-from ..settings import SettingsError, load_settings
+from {{ cookiecutter.project_slug }}.auth import AuthError, mint_token
+from {{ cookiecutter.project_slug }}.settings import SettingsError, load_settings
+
 from .clients import SUBSCRIBERS
 from .http import LoadTestError, Target
 from .report import Progress, format_table
@@ -32,7 +36,7 @@ EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `loadtest` subcommand's options."""
+    """The `loadtest` command's options."""
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the service's base URL")
     parser.add_argument("--transport", choices=tuple(SUBSCRIBERS), default=next(iter(SUBSCRIBERS)))
     parser.add_argument("--clients", type=_positive_int, default=100, help="subscribers")

@@ -1,0 +1,46 @@
+"""Process-wide startup steps: everything the service changes beyond its own app.
+
+An app is one object; `create_app()` may build many in one process (the tests
+do). These steps change the whole process instead, so each is named here, runs
+from one place in `main.py`, and is safe to repeat:
+
+1. `configure_process_logging(settings)`, when an app is built: the
+   token-redacting filter on the root logger, uvicorn's loggers and their
+   handlers (so access lines never carry a token), and with `LOG_FORMAT=json`
+   the JSON formatter on every handler plus logged uncaught exceptions. A
+   filter already in place is not added twice.
+2. `freeze_startup_objects()`, when the first app has started: moves
+   everything allocated so far (modules, routes, models: they live as long as
+   the process) into the garbage collector's permanent generation, so that no
+   full collection rescans them; a full collection runs every few seconds under
+   fan-out load. Only the first call in a process freezes: the objects of apps
+   built later in the same process (tests) stay collectable.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from . import jsonlogs
+from .logs import configure_logging
+from .settings import Settings
+
+_frozen = False
+
+
+def configure_process_logging(settings: Settings) -> None:
+    """Step 1: log level, token redaction and (on request) JSON lines, process-wide."""
+    configure_logging(settings.log_level)
+    if settings.log_format == "json":
+        jsonlogs.use_json_lines()
+
+
+def freeze_startup_objects() -> bool:
+    """Step 2: freeze what startup allocated, once per process; whether this call did."""
+    global _frozen
+    if _frozen:
+        return False
+    gc.collect()
+    gc.freeze()
+    _frozen = True
+    return True

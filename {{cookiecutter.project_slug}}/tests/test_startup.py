@@ -1,0 +1,70 @@
+"""Process-wide startup steps repeat safely: two apps in one process both work."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.project_slug }} import startup
+from {{ cookiecutter.project_slug }}.logs import RedactTokens
+from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.settings import Settings
+
+from conftest import TokenFactory
+
+LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def redacting_filters() -> dict[str, int]:
+    """How many token filters each logger uvicorn writes to carries."""
+    return {
+        name: sum(isinstance(f, RedactTokens) for f in logging.getLogger(name).filters)
+        for name in LOGGERS
+    }
+
+
+def test_building_two_apps_installs_each_log_filter_once(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """A second `create_app()` leaves one token filter per logger, not two."""
+    create_app(settings_factory())
+    create_app(settings_factory())
+    assert redacting_filters() == dict.fromkeys(LOGGERS, 1)
+
+
+def test_only_the_first_start_in_a_process_freezes_the_heap() -> None:
+    """`freeze_startup_objects` freezes once; a later call leaves the collector alone."""
+    startup.freeze_startup_objects()
+    frozen = gc.get_freeze_count()
+    tracked = [[] for _ in range(1000)]  # lists: objects the collector tracks
+    assert startup.freeze_startup_objects() is False
+    # Frozen objects may still be freed by reference counting: the count never grows.
+    assert gc.get_freeze_count() <= frozen
+    del tracked
+
+
+def test_two_apps_in_one_process_serve_with_their_own_settings(
+    settings_factory: Callable[..., Settings], make_token: TokenFactory
+) -> None:
+    """Two apps, one after the other and then side by side, each start, serve and stop."""
+    headers = {"Authorization": f"Bearer {make_token(publish=['room:*'])}"}
+    body = {"data": "x" * 500}
+
+    def publish(client: TestClient) -> int:
+        response = client.post("/channels/room:1/events", json=body, headers=headers)
+        return int(response.status_code)
+
+    with TestClient(create_app(settings_factory(max_message_bytes=200))) as first:
+        assert first.get("/readyz").status_code == 200
+        assert publish(first) == 413
+    frozen = gc.get_freeze_count()
+    with (
+        TestClient(create_app(settings_factory())) as second,
+        TestClient(create_app(settings_factory(max_message_bytes=200))) as third,
+    ):
+        assert (publish(second), publish(third)) == (202, 413)
+    assert gc.get_freeze_count() <= frozen
+    assert redacting_filters() == dict.fromkeys(LOGGERS, 1)
