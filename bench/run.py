@@ -535,6 +535,12 @@ def main() -> int:
     )
     ap.add_argument("--results", default=str(BENCH / "RESULTS.md"))
     ap.add_argument(
+        "--budget",
+        type=float,
+        default=14.0,
+        help="minutes: no pass starts that would end past this after the start",
+    )
+    ap.add_argument(
         "--update-docs",
         action="store_true",
         help="also rewrite the marked tables in README.md and the rendered docs/performance.md",
