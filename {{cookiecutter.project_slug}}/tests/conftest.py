@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def base_service_env(request: pytest.FixtureRequest) -> dict[str, str]:
         "REDIS_URL": request.getfixturevalue("redis_url"),
 {% endif %}
     }
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel no other test of a shared server uses."""
+    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

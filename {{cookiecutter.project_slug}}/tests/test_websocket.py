@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -18,12 +17,6 @@ from ws_client import (
     request,
     subscribe,
 )
-
-
-@pytest.fixture
-def channel() -> str:
-    """A channel no other test of the shared server uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,6 @@ from ws_client import (
 )
 
 
-@pytest.fixture
-def channel() -> str:
-    """A channel no other test of the shared server uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture(scope="module")
 def server(shared_server: SharedServerFactory) -> ServerProcess:
     """One server for this module's tests."""
