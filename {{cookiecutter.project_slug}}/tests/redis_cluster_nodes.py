@@ -116,11 +116,13 @@ class Cluster:
             while batch := src.cluster("GETKEYSINSLOT", slot, 100):
                 src.execute_command(*migrate, *batch)
 
-    def end_migration(self, slot: int, target: tuple[str, int]) -> None:
-        """Give `slot` to `target` on every node (its keys must have moved already)."""
+    def end_migration(
+        self, slot: int, target: tuple[str, int], nodes: list[tuple[str, int]] | None = None
+    ) -> None:
+        """Give `slot` to `target` on `nodes` (default: every node); its keys must have moved."""
         with self.node(target) as dst:
             target_id = dst.cluster("MYID")
-        for address in self.addresses:
+        for address in self.addresses if nodes is None else nodes:
             with self.node(address) as node:
                 node.cluster("SETSLOT", slot, "NODE", target_id)
 

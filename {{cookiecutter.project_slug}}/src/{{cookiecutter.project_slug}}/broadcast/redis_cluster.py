@@ -74,6 +74,9 @@ class ClusterListener:
         self._owner: dict[str, str | None] = {}  # open channel key -> node name
         # Channels not placed yet (no owner known), with the last id delivered.
         self._unplaced: dict[str, StreamId | None] = {}
+        # Channels a node refused or gave away: placed again at the next read
+        # of the layout, even if that still names the same node.
+        self._displaced: set[str] = set()
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._poke = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -127,6 +130,7 @@ class ClusterListener:
         """Unsubscribe `key`."""
         name = self._owner.pop(key, None)
         self._unplaced.pop(key, None)
+        self._displaced.discard(key)
         if name is not None and name in self._nodes:
             self._nodes[name].listener.close(key)
 
@@ -187,12 +191,20 @@ class ClusterListener:
         self._nodes[name].listener.open(key, after)
 
     def _moved(self, key: str) -> None:
+        # The layout this worker read may still name the node that refused the
+        # channel (the slot's new owner is told last, or the answer came from a
+        # node not told yet): the channel is placed again until one accepts it.
+        if key in self._owner:
+            self._displaced.add(key)
         self._poke.set()
 
     # -- the layout watcher -------------------------------------------------------
 
     async def _watch(self) -> None:
         while True:
+            # Cleared before the read: a poke during it (a channel refused by the
+            # node it was just placed on) must bring the next read soon.
+            self._poke.clear()
             try:
                 await self._refresh()
                 if self._layout_failing:
@@ -205,7 +217,6 @@ class ClusterListener:
                     logger.warning("can't read the redis cluster layout (%s)", exc)
                 self._layout_failing = True
             healthy = self.up
-            self._poke.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(REFRESH_INTERVAL if healthy else RETRY_INTERVAL):
                     await self._poke.wait()
@@ -233,13 +244,15 @@ class ClusterListener:
         for name, primary in primaries.items():
             if name not in self._nodes and (started := await self._start_node(primary)):
                 self._nodes[name] = started
-        # Channels whose slot changed owner, or that couldn't be placed before.
+        # Channels whose slot changed owner, that a node refused or gave away, or
+        # that couldn't be placed before.
+        displaced, self._displaced = self._displaced, set()
         for key, owner in list(self._owner.items()):
             if key in moved:
                 self._assign(key, moved[key])
             elif owner is None:
                 self._assign(key, self._unplaced.get(key))
-            elif self._owner_of(key) != owner:
+            elif key in displaced or self._owner_of(key) != owner:
                 after = self._nodes[owner].listener.close(key) if owner in self._nodes else None
                 self._assign(key, after)
 

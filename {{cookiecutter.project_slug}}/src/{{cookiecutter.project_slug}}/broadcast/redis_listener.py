@@ -314,10 +314,13 @@ class PubSubListener:
         left = self._outstanding.pop(key) - 1
         if left > 0:
             self._outstanding[key] = left
-        if key in self._channels:
-            self._channels[key].ready.clear()
-            if self._on_moved is not None:
-                self._on_moved(key)
+        logger.info("redis refused %s: its slot moved; it is placed again", key)
+        # Every channel of that slot is misplaced here, not only the refused one.
+        for name, channel in self._channels.items():
+            if key_slot(name.encode()) == slot:
+                channel.ready.clear()
+                if self._on_moved is not None:
+                    self._on_moved(name)
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
