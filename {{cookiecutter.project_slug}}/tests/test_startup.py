@@ -46,6 +46,20 @@ def test_only_the_first_start_in_a_process_freezes_the_heap() -> None:
     del tracked
 
 
+def test_young_collections_are_spaced_out_but_never_more_often() -> None:
+    """The young threshold is raised to `YOUNG_GC_THRESHOLD`; one set higher is kept."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        startup.collect_young_objects_less_often()
+        assert gc.get_threshold() == (startup.YOUNG_GC_THRESHOLD, 10, 10)
+        gc.set_threshold(4 * startup.YOUNG_GC_THRESHOLD, 10, 10)
+        startup.collect_young_objects_less_often()
+        assert gc.get_threshold() == (4 * startup.YOUNG_GC_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_two_apps_in_one_process_serve_with_their_own_settings(
     settings_factory: Callable[..., Settings], make_token: TokenFactory
 ) -> None:

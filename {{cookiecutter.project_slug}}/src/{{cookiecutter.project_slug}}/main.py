@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
         service.connections.start()
         await service.metrics_group.start()
         startup.freeze_startup_objects()
+        startup.collect_young_objects_less_often()
         try:
             yield
         finally:
