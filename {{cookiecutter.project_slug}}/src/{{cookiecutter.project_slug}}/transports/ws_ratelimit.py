@@ -32,7 +32,9 @@ class FloodGuard:
         self._capacity = 2.0 * rate
         self._tokens = self._capacity
         self._updated = now
-        self._drops: deque[float] = deque()
+        # Made at the first dropped frame: most connections never have one, and
+        # an empty deque is most of this object's size.
+        self._drops: deque[float] | None = None
 
     def check(self, now: float) -> Verdict:
         """Take a token for a frame that arrived at monotonic time `now`."""
@@ -43,6 +45,8 @@ class FloodGuard:
             self._tokens -= 1.0
             return Verdict.ALLOW
         drops = self._drops
+        if drops is None:
+            drops = self._drops = deque()
         drops.append(now)
         while drops[0] <= now - WINDOW:
             drops.popleft()
