@@ -51,11 +51,12 @@ def test_young_collections_are_spaced_out_but_never_more_often() -> None:
     before = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)
+        older = gc.get_threshold()[1:]  # as this Python keeps them
         startup.collect_young_objects_less_often()
-        assert gc.get_threshold() == (startup.YOUNG_GC_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (startup.YOUNG_GC_THRESHOLD, *older)
         gc.set_threshold(4 * startup.YOUNG_GC_THRESHOLD, 10, 10)
         startup.collect_young_objects_less_often()
-        assert gc.get_threshold() == (4 * startup.YOUNG_GC_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (4 * startup.YOUNG_GC_THRESHOLD, *older)
     finally:
         gc.set_threshold(*before)
 

@@ -17,7 +17,7 @@ from one place in `main.py`, and is safe to repeat:
    built later in the same process (tests) stay collectable.
 3. `collect_young_objects_less_often()`, right after: raises the collector's
    young-generation threshold to `YOUNG_GC_THRESHOLD` allocations (CPython's
-   default is 700, or 2,000 on 3.14). Every delivery allocates a few
+   default is 700 on 3.11 to 3.13). Every delivery allocates a few
    short-lived containers (the ASGI message, a coroutine, a waiter future);
    at the default, a young collection runs every few hundred deliveries, and
    the waiter futures of idle writers that it catches alive are promoted until
