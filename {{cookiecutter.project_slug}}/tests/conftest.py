@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
 from redis_cluster_nodes import redis_cluster  # noqa: F401  (a fixture)
 from redis_server import redis_url  # noqa: F401  (a fixture)
 {% endif %}
-from servers import ServerProcess
+from servers import ServerProcess, channel_name
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 TokenFactory = Callable[..., str]
@@ -47,7 +46,7 @@ def base_service_env(request: pytest.FixtureRequest) -> dict[str, str]:
 @pytest.fixture
 def channel() -> str:
     """A channel no other test of a shared server uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
+    return channel_name()
 
 
 @pytest.fixture

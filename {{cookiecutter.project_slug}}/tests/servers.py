@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -177,3 +178,8 @@ class ServerProcess:
                 Path(tempfile.gettempdir()) / f"{PACKAGE}-metrics-{self.process.pid}",
                 ignore_errors=True,
             )
+
+
+def channel_name() -> str:
+    """A channel no other test uses (servers and Redis may be shared between tests)."""
+    return f"room:{uuid.uuid4().hex[:12]}"

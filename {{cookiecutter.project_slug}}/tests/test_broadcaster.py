@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
@@ -12,6 +11,8 @@ import pytest
 from {{ cookiecutter.project_slug }}.broadcast import Broadcaster, create_broadcaster
 from {{ cookiecutter.project_slug }}.events import Event, encode_json
 from {{ cookiecutter.project_slug }}.settings import Settings
+
+from servers import channel_name
 
 
 class Recorder:
@@ -45,11 +46,6 @@ class Recorder:
                 await self.arrived.wait()
 
 
-def channel() -> str:
-    """A channel name no other test uses."""
-    return f"test:{uuid.uuid4().hex}"
-
-
 async def publish_n(broadcaster: Broadcaster, name: str, n: int, start: int = 0) -> list[Event]:
     return [
         await broadcaster.publish(name, "message", encode_json(i)) for i in range(start, start + n)
@@ -58,7 +54,7 @@ async def publish_n(broadcaster: Broadcaster, name: str, n: int, start: int = 0)
 
 async def test_publish_reaches_every_subscriber_in_order(broadcaster: Broadcaster) -> None:
     """Each subscriber gets each event once, in publish order."""
-    ch = channel()
+    ch = channel_name()
     a, b = Recorder(), Recorder()
     assert await broadcaster.subscribe(ch, a) is True
     assert await broadcaster.subscribe(ch, b) is True
@@ -72,7 +68,7 @@ async def test_publish_reaches_every_subscriber_in_order(broadcaster: Broadcaste
 
 async def test_events_carry_name_and_compact_data(broadcaster: Broadcaster) -> None:
     """The event keeps its name and its data as compact JSON."""
-    ch = channel()
+    ch = channel_name()
     rec = Recorder()
     await broadcaster.subscribe(ch, rec)
     await broadcaster.publish(ch, "chat.new", encode_json({"text": "héllo", "n": [1, 2]}))
@@ -84,7 +80,7 @@ async def test_events_carry_name_and_compact_data(broadcaster: Broadcaster) -> N
 
 async def test_other_channels_are_not_delivered(broadcaster: Broadcaster) -> None:
     """A subscriber only hears its own channel."""
-    mine, other = channel(), channel()
+    mine, other = channel_name(), channel_name()
     rec = Recorder()
     await broadcaster.subscribe(mine, rec)
     await broadcaster.publish(other, "message", b"1")
@@ -95,7 +91,7 @@ async def test_other_channels_are_not_delivered(broadcaster: Broadcaster) -> Non
 
 async def test_unsubscribe_stops_delivery(broadcaster: Broadcaster) -> None:
     """After unsubscribe nothing more arrives."""
-    ch = channel()
+    ch = channel_name()
     rec, witness = Recorder(), Recorder()
     await broadcaster.subscribe(ch, rec)
     await broadcaster.subscribe(ch, witness)
@@ -110,7 +106,7 @@ async def test_unsubscribe_stops_delivery(broadcaster: Broadcaster) -> None:
 
 async def test_resume_replays_exactly_the_missed_events(broadcaster: Broadcaster) -> None:
     """Subscribing after an id replays every later event, then goes live with no gap."""
-    ch = channel()
+    ch = channel_name()
     events = await publish_n(broadcaster, ch, 10)
     rec = Recorder()
     seen: list[bool] = []
@@ -125,7 +121,7 @@ async def test_resuming_while_publishing_repeats_and_misses_nothing(
     broadcaster: Broadcaster,
 ) -> None:
     """Events published while resumes are replayed reach each resumed subscriber once, in order."""
-    ch = channel()
+    ch = channel_name()
     events = await publish_n(broadcaster, ch, 5)
     witness = Recorder()
     await broadcaster.subscribe(ch, witness)
@@ -142,7 +138,7 @@ async def test_resuming_while_publishing_repeats_and_misses_nothing(
 
 async def test_resume_from_the_latest_id_replays_nothing(broadcaster: Broadcaster) -> None:
     """Resuming from the newest id is recovered with an empty replay."""
-    ch = channel()
+    ch = channel_name()
     events = await publish_n(broadcaster, ch, 3)
     rec = Recorder()
     assert await broadcaster.subscribe(ch, rec, events[-1].id) is True
@@ -154,7 +150,7 @@ async def test_resume_from_the_latest_id_replays_nothing(broadcaster: Broadcaste
 @pytest.mark.parametrize("bad_id", ["garbage", "", "0-0-0", "99999999999999-0", "-1"])
 async def test_unknown_ids_are_not_recovered(broadcaster: Broadcaster, bad_id: str) -> None:
     """An unknown id replays nothing and reports `recovered` False; live events still flow."""
-    ch = channel()
+    ch = channel_name()
     await publish_n(broadcaster, ch, 3)
     rec = Recorder()
     seen: list[bool] = []
@@ -178,7 +174,7 @@ async def small_history(settings_factory: Callable[..., Settings]) -> AsyncItera
 
 async def test_ids_older_than_the_history_are_not_recovered(small_history: Broadcaster) -> None:
     """An id trimmed out of history can't be resumed from without a gap."""
-    ch = channel()
+    ch = channel_name()
     events = await publish_n(small_history, ch, 1)
     await publish_n(small_history, ch, 200, start=1)
     rec = Recorder()
@@ -188,7 +184,7 @@ async def test_ids_older_than_the_history_are_not_recovered(small_history: Broad
 
 async def test_at_least_history_size_events_are_kept(small_history: Broadcaster) -> None:
     """The last HISTORY_SIZE events can always be replayed."""
-    ch = channel()
+    ch = channel_name()
     events = await publish_n(small_history, ch, 30)
     rec = Recorder()
     assert await small_history.subscribe(ch, rec, events[-6].id) is True
@@ -198,7 +194,7 @@ async def test_at_least_history_size_events_are_kept(small_history: Broadcaster)
 
 async def test_history_is_replayed_per_channel(broadcaster: Broadcaster) -> None:
     """Replay only contains the resumed channel's events."""
-    a, b = channel(), channel()
+    a, b = channel_name(), channel_name()
     first = await broadcaster.publish(a, "message", b"0")
     await broadcaster.publish(b, "message", b"1")
     await broadcaster.publish(a, "message", b"2")

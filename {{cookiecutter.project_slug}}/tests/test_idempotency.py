@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import httpx
 import pytest
@@ -13,11 +12,7 @@ from {{ cookiecutter.project_slug }}.broadcast import Broadcaster
 from {{ cookiecutter.project_slug }}.service import Service
 
 from conftest import TokenFactory
-
-
-def channel_name() -> str:
-    """A channel no other test uses (the Redis server may be shared)."""
-    return f"room:{uuid.uuid4().hex[:12]}"
+from servers import channel_name
 
 
 def post(

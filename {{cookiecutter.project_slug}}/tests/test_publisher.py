@@ -15,7 +15,8 @@ from {{ cookiecutter.project_slug }}.publisher import InvalidEvent, Publisher, P
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from conftest import TokenFactory
-from test_broadcaster import Recorder, channel
+from servers import channel_name
+from test_broadcaster import Recorder
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ async def test_python_and_http_publishes_share_ids_order_and_history(
     app: FastAPI, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     """Subscribers get both kinds in order; a resume from an HTTP id replays the Python one."""
-    ch = channel()
+    ch = channel_name()
     live = Recorder()
     broadcaster = app.state.service.broadcaster
     await broadcaster.subscribe(ch, live)
@@ -81,7 +82,7 @@ async def test_the_dependency_and_background_tasks_publish(
     app: FastAPI, http: httpx.AsyncClient
 ) -> None:
     """`PublisherDep` in a route, and handed to `BackgroundTasks`, both deliver and count."""
-    order = channel().removeprefix("test:")
+    order = channel_name().removeprefix("room:")
     live = Recorder()
     await app.state.service.broadcaster.subscribe(f"orders:{order}", live)
     before = published_count((await http.get("/metrics")).text)
@@ -95,7 +96,7 @@ async def test_the_dependency_and_background_tasks_publish(
 
 
 @pytest.mark.parametrize(
-    ("channel_name", "data", "event", "message"),
+    ("channel", "data", "event", "message"),
     [
         ("no spaces", 1, "message", "invalid channel name"),
         ("ok", 1, "bad event!", "invalid event name"),
@@ -105,13 +106,13 @@ async def test_the_dependency_and_background_tasks_publish(
     ],
 )
 async def test_what_http_would_refuse_raises_invalid_event(
-    app: FastAPI, channel_name: str, data: Any, event: str, message: str
+    app: FastAPI, channel: str, data: Any, event: str, message: str
 ) -> None:
     """Bad channel, event name or data: `InvalidEvent` (a `ValueError`), nothing published."""
     live = Recorder()
     await app.state.service.broadcaster.subscribe("ok", live)
     with pytest.raises(InvalidEvent, match=message):
-        await Publisher.of(app).publish(channel_name, data, event=event)
+        await Publisher.of(app).publish(channel, data, event=event)
     await Publisher.of(app).publish("ok", "after")
     await live.wait_for(1)
     assert live.payloads == ["after"]
@@ -120,7 +121,7 @@ async def test_what_http_would_refuse_raises_invalid_event(
 async def test_publishing_from_python_takes_an_idempotency_key(app: FastAPI) -> None:
     """A repeated key returns the first id and publishes nothing; a bad key is `InvalidEvent`."""
     publisher = Publisher.of(app)
-    name = channel()
+    name = channel_name()
     first = await publisher.publish(name, {"n": 1}, idempotency_key="job-7")
     again = await publisher.publish(name, {"n": 1}, idempotency_key="job-7")
     assert again == first

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -17,15 +16,10 @@ from {{ cookiecutter.project_slug }}.events import encode_json
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from redis_server import RedisServerProcess, start_redis_server
-from servers import free_port, wait_until
+from servers import channel_name, free_port, wait_until
 from test_broadcaster import Recorder, publish_n
 
 BroadcasterFactory = Callable[..., Awaitable[Broadcaster]]
-
-
-def channel() -> str:
-    """A channel name no other test (or test run sharing the server) uses."""
-    return f"redis-test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture
@@ -80,7 +74,7 @@ async def test_publish_stores_the_event_in_the_channel_stream(
     broadcaster: Broadcaster, admin: redis.Redis
 ) -> None:
     """A publish is one stream entry whose id is the event id."""
-    ch = channel()
+    ch = channel_name()
     event = await broadcaster.publish(ch, "chat.new", encode_json({"text": "hi"}))
     entries = admin.xrange(key_for(ch))
     assert [(entry_id.decode(), fields) for entry_id, fields in entries] == [
@@ -93,7 +87,7 @@ async def test_history_ttl_sets_an_expiry_on_the_stream(
 ) -> None:
     """Every publish (re)sets the stream key's expiry to HISTORY_TTL."""
     instance = await make_broadcaster(history_ttl=300)
-    ch = channel()
+    ch = channel_name()
     await instance.publish(ch, "message", b"1")
     assert 295 <= admin.ttl(key_for(ch)) <= 300
     admin.expire(key_for(ch), 10)
@@ -106,7 +100,7 @@ async def test_history_size_trims_the_stream(
 ) -> None:
     """The stream keeps at least HISTORY_SIZE entries, and not every entry ever published."""
     instance = await make_broadcaster(history_size=5)
-    ch = channel()
+    ch = channel_name()
     await publish_n(instance, ch, 350)
     length = admin.xlen(key_for(ch))
     assert 5 <= length < 350
@@ -117,7 +111,7 @@ async def test_history_expired_by_ttl_is_a_resync(
 ) -> None:
     """Once the stream expired, resuming from its ids is not recovered."""
     instance = await make_broadcaster(history_ttl=1)
-    ch = channel()
+    ch = channel_name()
     (event,) = await publish_n(instance, ch, 1)
     await wait_until(lambda: not admin.exists(key_for(ch)), 5, "the stream never expired")
     rec = Recorder()
@@ -130,7 +124,7 @@ async def test_events_reach_subscribers_of_another_broadcaster(
 ) -> None:
     """Two broadcasters (two workers) share events through Redis, in order."""
     a, b = await make_broadcaster(), await make_broadcaster()
-    ch = channel()
+    ch = channel_name()
     on_a, on_b = Recorder(), Recorder()
     await a.subscribe(ch, on_a)
     await b.subscribe(ch, on_b)
@@ -146,7 +140,7 @@ async def test_one_pubsub_connection_whatever_the_subscribers(
 ) -> None:
     """Channels are subscribed on the broadcaster's single pub/sub connection."""
     assert own_pubsub_connections(admin) == 1
-    channels = [channel() for _ in range(20)]
+    channels = [channel_name() for _ in range(20)]
     recorders = [Recorder() for _ in range(100)]
     for i, rec in enumerate(recorders):
         await broadcaster.subscribe(channels[i % 20], rec)
@@ -158,7 +152,7 @@ async def test_last_local_subscriber_leaving_unsubscribes(
     broadcaster: Broadcaster, admin: redis.Redis
 ) -> None:
     """A channel with no local subscribers is unsubscribed from Redis."""
-    ch = channel()
+    ch = channel_name()
     a, b = Recorder(), Recorder()
     await broadcaster.subscribe(ch, a)
     await broadcaster.subscribe(ch, b)
@@ -170,7 +164,7 @@ async def test_last_local_subscriber_leaving_unsubscribes(
 
 async def test_resubscribing_at_once_keeps_the_channel_live(broadcaster: Broadcaster) -> None:
     """Leaving and coming back before Redis confirmed either still ends up subscribed."""
-    ch = channel()
+    ch = channel_name()
     first, second = Recorder(), Recorder()
     await broadcaster.subscribe(ch, first)
     broadcaster.unsubscribe(ch, first)
@@ -185,7 +179,7 @@ async def test_killed_pubsub_connection_is_backfilled_in_order(
 ) -> None:
     """Events published while the pub/sub connection is down arrive once each, in order."""
     listener, publisher = await make_broadcaster(), await make_broadcaster()
-    ch = channel()
+    ch = channel_name()
     rec = Recorder()
     await listener.subscribe(ch, rec)
     total = 300
@@ -218,7 +212,7 @@ async def test_outage_fails_publishes_and_recovers_live_delivery(
     instance = create_broadcaster(settings_factory(redis_url=server.url))
     await instance.start()
     try:
-        ch = channel()
+        ch = channel_name()
         rec = Recorder()
         await instance.subscribe(ch, rec)
         await instance.publish(ch, "message", b"1")
@@ -230,7 +224,7 @@ async def test_outage_fails_publishes_and_recovers_live_delivery(
         with pytest.raises(BroadcasterUnavailable):
             await instance.publish(ch, "message", b"2")
         with pytest.raises(BroadcasterUnavailable):
-            await instance.subscribe(channel(), Recorder())
+            await instance.subscribe(channel_name(), Recorder())
 
         server.start()
         await wait_until(instance.is_up, 10, "not up again within 10 s of redis returning")
@@ -252,7 +246,7 @@ async def test_a_hung_redis_is_noticed_and_recovered_from(
     await instance.start()
     admin = redis.Redis.from_url(server.url)
     try:
-        ch = channel()
+        ch = channel_name()
         rec = Recorder()
         await instance.subscribe(ch, rec)
         await instance.publish(ch, "message", b"1")
@@ -289,11 +283,11 @@ async def test_starting_while_redis_is_down_waits_for_it(
         assert not instance.is_up()
         assert not await instance.is_ready()
         with pytest.raises(BroadcasterUnavailable):
-            await instance.publish(channel(), "message", b"1")
+            await instance.publish(channel_name(), "message", b"1")
 
         server = start_redis_server(tmp_path / "redis", port=port)
         await wait_until(instance.is_up, 10, "not up within 10 s of redis starting")
-        ch = channel()
+        ch = channel_name()
         rec = Recorder()
         await instance.subscribe(ch, rec)
         await instance.publish(ch, "message", b"2")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -29,14 +28,9 @@ from redis_clients import (
     subscribe_many,
     subscriber_connections,
 )
-from servers import ServerProcess, wait_for, worker_pids
+from servers import ServerProcess, channel_name, wait_for, worker_pids
 
 logger = logging.getLogger(__name__)
-
-
-def channel() -> str:
-    """A channel name no other test (or test run sharing the server) uses."""
-    return f"workers-test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture
@@ -83,7 +77,7 @@ async def test_every_subscriber_on_every_worker_gets_every_event_in_order(
     two_workers: ServerProcess, admin: redis.Redis, make_token: TokenFactory
 ) -> None:
     """100 subscribers over separate connections each receive all events, in publish order."""
-    ch = channel()
+    ch = channel_name()
     token = make_token()
     subscribers = await open_on_both_workers(two_workers, admin, [ch] * 100, token)
     total = 200
@@ -126,7 +120,7 @@ async def test_one_pubsub_connection_per_worker(
     """Each worker holds exactly one pub/sub connection, with 10 subscribers as with 200."""
     pids = worker_pids(two_workers.pid)
     assert len(pubsub_clients(admin, pids)) == 2
-    channels = [channel() for _ in range(max(count // 10, 1))]
+    channels = [channel_name() for _ in range(max(count // 10, 1))]
     wanted = [channels[i % len(channels)] for i in range(count)]
     subscribers = await open_on_both_workers(two_workers, admin, wanted, make_token())
     try:
@@ -141,7 +135,7 @@ async def test_killed_pubsub_connections_lose_and_repeat_nothing(
     two_workers: ServerProcess, admin: redis.Redis, make_token: TokenFactory
 ) -> None:
     """CLIENT KILL of the workers' pub/sub connections while publishing: no gap, no duplicate."""
-    ch = channel()
+    ch = channel_name()
     token = make_token()
     subscribers = await open_on_both_workers(two_workers, admin, [ch] * 20, token)
     pids = worker_pids(two_workers.pid)

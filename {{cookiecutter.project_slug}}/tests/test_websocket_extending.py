@@ -16,10 +16,9 @@ from websockets.exceptions import InvalidStatus
 from extending_apps import MIDDLEWARE_APPS, POISON, check_plain_routes
 
 from conftest import ServerFactory, TokenFactory
-from servers import ServerProcess
+from servers import ServerProcess, channel_name
 from ws_client import (
     Frame,
-    channel_name,
     expect_close,
     open_ws,
     publish_http,

@@ -12,9 +12,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from conftest import ServerFactory, SharedServerFactory, TokenFactory
-from servers import ServerProcess, wait_for
+from servers import ServerProcess, channel_name, wait_for
 from ws_client import (
-    channel_name,
     expect_close,
     frames_until_close,
     metric,

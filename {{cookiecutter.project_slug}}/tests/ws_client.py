@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,11 +20,6 @@ from servers import ServerProcess
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
-
-
-def channel_name() -> str:
-    """A channel no other test uses."""
-    return f"room:{uuid.uuid4().hex[:12]}"
 
 
 def ws_url(
