@@ -15,9 +15,14 @@ import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
+from {{ cookiecutter.project_slug }}.auth import Principal
+from {{ cookiecutter.project_slug }}.connections import CloseReason
 from {{ cookiecutter.project_slug }}.events import Event
+from {{ cookiecutter.project_slug }}.metrics import Metrics
 from {{ cookiecutter.project_slug }}.outbox import Outbox
+from {{ cookiecutter.project_slug }}.transports.sse import HEARTBEAT, SSEConnection
 
 from conftest import ServerFactory, TokenFactory
 from servers import ServerProcess, wait_until
@@ -194,6 +199,49 @@ async def test_heartbeat_arrives_when_idle(
         assert frame.comments == ["ping"]
         assert not frame.is_event
     await stream.close()
+
+
+async def test_idle_heartbeats_are_never_further_apart_than_the_interval() -> None:
+    """Ticked each second with a 5 s interval, an idle stream's heartbeats come every 4 ticks.
+
+    A heartbeat's own write doesn't restart the idle clock (it used to: every 5
+    ticks, so any lateness of the ticker made the silence longer than the interval).
+    """
+    sent: list[bytes] = []
+    never = asyncio.Event()
+
+    async def receive() -> Message:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message.get("body", b""))
+
+    principal = Principal(sub="alice", exp=time.time() + 3600, subscribe=("*",), publish=())
+    connection = SSEConnection(
+        principal,
+        CHANNEL,
+        queue_size=4,
+        heartbeat_interval=5.0,
+        shutdown_grace=10.0,
+        metrics=Metrics(["sse"]),
+    )
+    serving = asyncio.create_task(connection.run(receive, send))
+
+    async def let_the_writer_write() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    await let_the_writer_write()  # the stream's opening `retry:`
+    heartbeats_at = []
+    for now in range(1, 15):
+        connection.tick(float(now))
+        await let_the_writer_write()
+        if sent.count(HEARTBEAT) > len(heartbeats_at):
+            heartbeats_at.append(now)
+    connection.close(CloseReason.SHUTDOWN)
+    await asyncio.wait_for(serving, timeout=5)
+    assert heartbeats_at == [5, 9, 13]
 
 
 async def test_500_rapid_publishes_arrive_in_order(

@@ -157,8 +157,15 @@ class ConnectionRegistry:
             await self._emptied.wait()
 
     async def _tick_forever(self) -> None:
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(self._tick_period)
+            # On a fixed schedule: ticking many connections (or a busy loop) delays
+            # one tick, not every later one, so heartbeats don't drift apart.
+            due += self._tick_period
+            delay = due - time.monotonic()
+            if delay < -self._tick_period:
+                due -= delay  # over a tick behind: skip it, and count on from now
+            await asyncio.sleep(max(delay, 0.0))
             now = time.monotonic()
             for connection in tuple(self._connections):
                 try:

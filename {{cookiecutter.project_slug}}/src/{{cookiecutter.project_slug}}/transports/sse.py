@@ -234,7 +234,9 @@ class SSEConnection(StreamConnection[bytes]):
         if self.writes != self._idle_at:
             self._idle_at, self._idle_since = self.writes, now
         elif now - self._idle_since >= self._heartbeat_after:
-            self._idle_since = now  # the heartbeat is on its way
+            # The heartbeat is on its way. Its own write doesn't restart the idle
+            # clock, or every gap between heartbeats would be a tick longer.
+            self._idle_at, self._idle_since = self.writes + 1, now
             self.outbox.push(HEARTBEAT)
 
     def _lost(self, channel: str) -> None:
