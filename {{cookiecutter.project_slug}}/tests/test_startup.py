@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -83,3 +84,27 @@ def test_two_apps_in_one_process_serve_with_their_own_settings(
         assert (publish(second), publish(third)) == (202, 413)
     assert gc.get_freeze_count() <= frozen
     assert redacting_filters() == dict.fromkeys(LOGGERS, 1)
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
+    """Every connection is a socket: the soft limit goes up to what the hard one allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        lower = min(soft, 512)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+        assert startup.allow_open_files(100) is None
+        raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if hard == resource.RLIM_INFINITY:
+            assert raised >= 100 + startup.SPARE_FILES
+        else:
+            assert raised == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_hard_limit_too_low_for_max_connections_is_one_warning() -> None:
+    """Beyond what the hard limit allows, startup names the setting and the fix."""
+    warning = startup.allow_open_files(2**40)
+    assert warning is not None
+    assert "MAX_CONNECTIONS=1,099,511,627,776" in warning
+    assert "ulimit -Hn" in warning

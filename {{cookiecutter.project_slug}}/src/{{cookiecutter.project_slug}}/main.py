@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, *, authorize: Rule = authorize)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for warning in settings.startup_warnings():
             logger.warning(warning)
+        if too_few_files := startup.allow_open_files(settings.max_connections):
+            logger.warning(too_few_files)
         signals = ShutdownSignals(service.connections.close_all, settings.shutdown_grace)
         signals.install()
         await service.verifier.start()

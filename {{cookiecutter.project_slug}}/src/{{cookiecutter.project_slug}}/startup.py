@@ -24,10 +24,17 @@ from one place in `main.py`, and is safe to repeat:
    a full collection, which walks every open connection's objects, runs every
    few seconds. A threshold already set higher is kept; to choose your own,
    call `gc.set_threshold()` after startup.
+4. `allow_open_files(settings.max_connections)`, when an app starts: raises
+   the process's soft limit on open files to its hard limit (as Go's runtime
+   does), since every connection is a socket and many systems start processes
+   at 1,024. Only the hard limit (`ulimit -Hn`, Docker's `--ulimit nofile`,
+   systemd's `LimitNOFILE`) is the operator's; when it is too low for
+   `MAX_CONNECTIONS`, the service says so in one warning at startup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 from . import jsonlogs
@@ -37,6 +44,10 @@ from .settings import Settings
 # Allocations between young collections: enough that a fan-out to thousands of
 # subscribers doesn't trigger one every few hundred deliveries.
 YOUNG_GC_THRESHOLD = 50_000
+
+# Files a worker opens besides its clients' sockets: the listening socket, the
+# event loop's, log files, broadcaster and metrics connections.
+SPARE_FILES = 64
 
 _frozen = False
 
@@ -64,3 +75,25 @@ def collect_young_objects_less_often() -> None:
     young, *older = gc.get_threshold()
     if young < YOUNG_GC_THRESHOLD:
         gc.set_threshold(YOUNG_GC_THRESHOLD, *older)
+
+
+def allow_open_files(max_connections: int) -> str | None:
+    """Step 4: raise the soft limit on open files to the hard one; a warning if still too low."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit
+        return None
+    wanted = max_connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted) if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (
+            f"this process may open {soft:,} files, too few for MAX_CONNECTIONS="
+            f"{max_connections:,} (a socket each): raise the hard limit (ulimit -Hn) "
+            f"to {wanted:,} or more, or lower MAX_CONNECTIONS"
+        )
+    return None
