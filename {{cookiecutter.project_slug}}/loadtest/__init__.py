@@ -22,14 +22,21 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from {{ cookiecutter.project_slug }}.auth import AuthError, mint_token
-from {{ cookiecutter.project_slug }}.settings import SettingsError, load_settings
+from {{ cookiecutter.project_slug }}.settings import Settings, SettingsError, load_settings
 
 from .clients import SUBSCRIBERS
 from .http import LoadTestError, Target
+from .memory import check_readable
 from .report import Progress, format_table
 from .runner import Plan, run
 
 T = TypeVar("T")
+# `--transport both`: the clients take turns, one of each transport.
+BOTH = "both"
+TRANSPORTS = (*SUBSCRIBERS, BOTH) if len(SUBSCRIBERS) > 1 else tuple(SUBSCRIBERS)
+DEFAULT_HEARTBEAT_INTERVAL: float = Settings.model_fields["heartbeat_interval"].default
+# Files the process opens besides its subscribers' sockets.
+SPARE_FILES = 32
 # Exit statuses: 0 all delivered, 1 the run failed or lost events, 2 bad usage/settings.
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -38,7 +45,14 @@ EXIT_USAGE = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `loadtest` command's options."""
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the service's base URL")
-    parser.add_argument("--transport", choices=tuple(SUBSCRIBERS), default=next(iter(SUBSCRIBERS)))
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=TRANSPORTS[0],
+        help=f"{BOTH!r}: the clients take turns, one of each transport"
+        if BOTH in TRANSPORTS
+        else None,
+    )
     parser.add_argument("--clients", type=_positive_int, default=100, help="subscribers")
     parser.add_argument("--events", type=_positive_int, default=100, help="events to publish")
     parser.add_argument(
@@ -59,6 +73,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds without a delivery after which missing events count as lost",
     )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="seconds every connection stays open and idle before the first publish, "
+        "to measure heartbeats (default 0)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        help="the service's HEARTBEAT_INTERVAL, to tell how late heartbeats are "
+        "(default: from the environment or .env)",
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        help="the service's process id (on this machine): report its resident memory "
+        "per client, its workers included",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -70,7 +103,15 @@ def main(args: argparse.Namespace) -> int:
     except (LoadTestError, SettingsError, AuthError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _raise_open_files_limit(plan.clients)
+    opens = _raise_open_files_limit(plan.clients + SPARE_FILES)
+    if opens is not None and opens < plan.clients + SPARE_FILES:
+        print(
+            f"error: {plan.clients:,} clients need {plan.clients + SPARE_FILES:,} open files, "
+            f"and this process may open {opens:,} (`ulimit -Hn`): raise that limit, or run "
+            "fewer clients per process",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         report = _run_on_fast_loop(run(plan, Progress(enabled=not args.quiet)))
     except LoadTestError as exc:
@@ -86,19 +127,34 @@ def main(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> Plan:
     if args.rate < 0:
         raise LoadTestError("--rate must be 0 or more")
+    if args.hold < 0:
+        raise LoadTestError("--hold must be 0 or more")
+    if args.heartbeat_interval is not None and args.heartbeat_interval <= 0:
+        raise LoadTestError("--heartbeat-interval must be more than 0")
     target = Target.parse(args.url)
+    if args.server_pid is not None:
+        check_readable(args.server_pid)
+    settings = None
     if args.token:
         subscribe_token = publish_token = args.token
+        if args.heartbeat_interval is None:
+            with contextlib.suppress(SettingsError):
+                settings = load_settings()
     else:
         settings = load_settings()
         # Long enough to outlast the run: the service ends connections at `exp`.
-        ttl = 3600 + (args.events / args.rate if args.rate else 0)
+        ttl = 3600 + args.hold + (args.events / args.rate if args.rate else 0)
         subscribe_token = mint_token(settings, "loadtest", subscribe=(args.channel,), ttl=ttl)
         publish_token = mint_token(settings, "loadtest", publish=(args.channel,), ttl=ttl)
+    interval = args.heartbeat_interval or (
+        settings.heartbeat_interval if settings else DEFAULT_HEARTBEAT_INTERVAL
+    )
     return Plan(
         target=target,
         transport=args.transport,
-        subscriber=SUBSCRIBERS[args.transport],
+        subscribers=tuple(SUBSCRIBERS.values())
+        if args.transport == BOTH
+        else (SUBSCRIBERS[args.transport],),
         clients=args.clients,
         events=args.events,
         rate=args.rate,
@@ -106,6 +162,9 @@ def _plan(args: argparse.Namespace) -> Plan:
         subscribe_token=subscribe_token,
         publish_token=publish_token,
         drain_timeout=args.drain_timeout,
+        hold=args.hold,
+        heartbeat_interval=interval,
+        server_pid=args.server_pid,
     )
 
 
@@ -116,16 +175,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _raise_open_files_limit(clients: int) -> None:
+def _raise_open_files_limit(wanted: int) -> int | None:
+    """Raise the soft limit on open files toward `wanted`; the limit now, None if unknown."""
     # Each subscriber is a socket; the default soft limit (often 1024) is too low.
-    with contextlib.suppress(ImportError, ValueError, OSError):
+    try:
         import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = clients + 64
-        if soft != resource.RLIM_INFINITY and soft < wanted:
-            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    except ImportError:  # not on Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _run_on_fast_loop(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -27,6 +27,18 @@ class Report:
     duplicates: int
     reorders: int
     disconnected: int  # subscribers the service dropped during the run
+    heartbeats: int = 0  # gaps timed: two heartbeats in a row while holding
+    heartbeat_interval: float = 0.0  # seconds; lag is how far a gap went past it
+    heartbeat_lag: Latency | None = None
+    server_memory: tuple[int, int] | None = None  # bytes before connecting, and once connected
+
+    @property
+    def server_kib_per_client(self) -> float | None:
+        """The service's resident memory per open subscriber, in KiB."""
+        if self.server_memory is None:
+            return None
+        before, after = self.server_memory
+        return (after - before) / 1024 / self.clients
 
     @property
     def expected(self) -> int:
@@ -60,7 +72,12 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, for `--json`."""
-        return {**asdict(self), "expected": self.expected, "events_per_s": self.events_per_s}
+        return {
+            **asdict(self),
+            "expected": self.expected,
+            "events_per_s": self.events_per_s,
+            "server_kib_per_client": self.server_kib_per_client,
+        }
 
 
 COLUMNS = (
@@ -103,7 +120,28 @@ def format_table(report: Report) -> str:
     )
     header = "  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True))
     row = "  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True))
-    return f"{title}\n\n{header}\n{row}\n"
+    notes = "".join(f"\n{line}" for line in _notes(report))
+    return f"{title}\n\n{header}\n{row}\n{notes}"
+
+
+def _notes(report: Report) -> list[str]:
+    """Lines under the table: heartbeats and the service's memory, when measured."""
+    lines = []
+    lag = report.heartbeat_lag
+    if lag is not None:
+        lines.append(
+            f"heartbeats: {report.heartbeats:,} while holding; lag past the "
+            f"{report.heartbeat_interval:g} s interval: p50 {_ms(lag.p50)} ms, "
+            f"p99 {_ms(lag.p99)} ms, max {_ms(lag.max)} ms"
+        )
+    per_client = report.server_kib_per_client
+    if report.server_memory is not None and per_client is not None:
+        before, after = (value / 2**20 for value in report.server_memory)
+        lines.append(
+            f"server memory: {before:,.1f} MiB before connecting, {after:,.1f} MiB with "
+            f"{report.clients:,} clients: {per_client:,.1f} KiB per client"
+        )
+    return lines
 
 
 class Progress:

@@ -59,6 +59,8 @@ class EventStreamParser:
 class SSESubscriber(Subscriber):
     """One event stream."""
 
+    name = NAME
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._head = bytearray()
@@ -129,4 +131,4 @@ class SSESubscriber(Subscriber):
         self.tally.record_json(self.index, data, self._now)
 
     def _comment(self) -> None:
-        self.heartbeats += 1
+        self.heartbeat(self._now)

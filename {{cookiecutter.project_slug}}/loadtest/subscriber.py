@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import cast
+from typing import ClassVar, cast
 
 from .http import Target
 from .tally import Tally
@@ -24,6 +24,8 @@ class SubscribeError(Exception):
 class Subscriber(asyncio.Protocol):
     """One client connection subscribed to the load test's channel."""
 
+    name: ClassVar[str]  # the transport, as `--transport` names it
+
     def __init__(self, index: int, tally: Tally, target: Target, token: str, channel: str) -> None:
         self.index = index
         self.tally = tally
@@ -34,6 +36,7 @@ class Subscriber(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost_reason: str | None = None  # why the connection ended, once it has
         self.heartbeats = 0
+        self._last_heartbeat = 0.0  # or when it was subscribed
 
     @classmethod
     async def open(
@@ -84,7 +87,15 @@ class Subscriber(asyncio.Protocol):
     def ready(self) -> None:
         """The subscription is live."""
         if not self.subscribed.done():
+            self._last_heartbeat = time.monotonic()
             self.subscribed.set_result(None)
+
+    def heartbeat(self, now: float) -> None:
+        """A heartbeat arrived at `now`."""
+        self.heartbeats += 1
+        if self.subscribed.done():
+            self.tally.heartbeat(self._last_heartbeat, now)
+            self._last_heartbeat = now
 
     def fail(self, reason: str) -> None:
         """Subscribing failed (or the subscription ended) for `reason`."""

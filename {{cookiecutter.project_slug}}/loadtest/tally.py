@@ -42,11 +42,14 @@ def percentile(ordered: array[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def summarize(latencies: array[float]) -> Latency | None:
-    """Percentiles of `latencies` (seconds) in milliseconds; None without samples."""
+def summarize(latencies: array[float], *, minus: float = 0.0) -> Latency | None:
+    """Percentiles of `latencies` (seconds) less `minus`, never below 0, in milliseconds.
+
+    None without samples.
+    """
     if not latencies:
         return None
-    ordered = array("d", sorted(latencies))
+    ordered = array("d", sorted(max(0.0, value - minus) for value in latencies))
     return Latency(
         p50=percentile(ordered, 50) * 1000,
         p90=percentile(ordered, 90) * 1000,
@@ -78,6 +81,10 @@ class Tally:
         self.malformed = 0
         self.first_receive: float | None = None
         self.last_receive: float | None = None
+        # Seconds between a subscriber's consecutive heartbeats, both received
+        # while every connection is open and no event published yet (the hold).
+        self.heartbeat_gaps: array[float] = array("d")
+        self._timing_since: float | None = None
 
     def record_json(self, client: int, data: bytes, now: float) -> None:
         """Record an event whose `data` is still JSON text."""
@@ -132,6 +139,17 @@ class Tally:
         if self.first_receive is None:
             self.first_receive = now
         self.last_receive = now
+
+    def time_heartbeats(self, since: float | None) -> None:
+        """Time heartbeats whose gap begins at `since` or later; None: stop timing."""
+        self._timing_since = since
+
+    def heartbeat(self, since: float, now: float) -> None:
+        """Record a heartbeat at `now`, the previous one (or the subscription) at `since`."""
+        # Not from before the hold, which would measure the connection storm,
+        # nor once events flow: an SSE heartbeat is only sent after a silence.
+        if self._timing_since is not None and since >= self._timing_since:
+            self.heartbeat_gaps.append(now - since)
 
     def received_by(self, client: int) -> int:
         """How many distinct events `client` received."""

@@ -27,6 +27,8 @@ MESSAGE = b'{"type":"message",'
 class WebSocketSubscriber(Subscriber):
     """One WebSocket connection subscribed to one channel."""
 
+    name = NAME
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         # Incoming messages can be as big as the service allows; it enforces that.
@@ -93,7 +95,7 @@ class WebSocketSubscriber(Subscriber):
         if kind == "message":
             self.tally.record(self.index, message.get("data"), now)
         elif kind == "ping":
-            self.heartbeats += 1
+            self.heartbeat(now)
             self._protocol.send_text(PONG)
         elif kind == "subscribed":
             self.ready()

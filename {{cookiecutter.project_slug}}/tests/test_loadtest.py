@@ -22,6 +22,8 @@ from conftest import TEST_SECRET, ServerFactory
 from servers import PROJECT_ROOT, free_port
 
 TRANSPORTS = tuple(SUBSCRIBERS)
+# `--transport both` where the service has two: the clients take turns.
+WIDEST = "both" if len(TRANSPORTS) > 1 else TRANSPORTS[0]
 
 
 def loadtest(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -90,6 +92,71 @@ def test_json_report_at_a_fixed_rate(
     assert result.stderr == ""
 
 
+def test_holding_times_heartbeats_and_reads_the_services_memory(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """`--hold` keeps every client open and idle first: heartbeat lag and memory are reported."""
+    server = start_server()  # heartbeats every 0.2 s
+    result = loadtest(
+        *("--url", server.url, "--transport", WIDEST, "--clients", "10", "--events", "5"),
+        *("--hold", "1", "--heartbeat-interval", "0.2", "--server-pid", str(server.pid)),
+        "--json",
+        env={"JWT_SECRET": TEST_SECRET},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["transport"] == WIDEST
+    assert report["delivered"] == 50
+    # Every client heard several in the second it was held.
+    assert report["heartbeats"] >= 2 * 10
+    lag = report["heartbeat_lag"]
+    assert lag["samples"] == report["heartbeats"]
+    assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
+    before, after = report["server_memory"]
+    assert before > 0
+    assert after > 0
+    assert report["server_kib_per_client"] == (after - before) / 1024 / 10
+    assert "holding" in result.stderr
+
+    table = loadtest(
+        *("--url", server.url, "--transport", WIDEST, "--clients", "2", "--events", "1"),
+        *("--hold", "0.5", "--server-pid", str(server.pid)),
+        env={"JWT_SECRET": TEST_SECRET, "HEARTBEAT_INTERVAL": "0.2"},
+        cwd=tmp_path,
+    )
+    assert table.returncode == 0, table.stderr
+    assert re.search(
+        r"^heartbeats: [\d,]+ while holding; lag past the 0.2 s interval: p50 ", table.stdout, re.M
+    )
+    assert re.search(
+        r"^server memory: [\d.,]+ MiB before connecting, [\d.,]+ MiB with 2 clients",
+        table.stdout,
+        re.M,
+    )
+
+
+def test_more_clients_than_this_process_may_open_files_for_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """The load test raises its own open-files limit; beyond the hard limit it says so first."""
+    result = loadtest("--clients", str(2**40), env={"JWT_SECRET": TEST_SECRET}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "open files" in result.stderr
+    assert "ulimit -Hn" in result.stderr
+
+
+def test_a_server_pid_that_is_not_running_is_a_usage_error(tmp_path: Path) -> None:
+    """`--server-pid` is checked before anything connects."""
+    result = loadtest(
+        *("--clients", "1", "--server-pid", "999999999"),
+        env={"JWT_SECRET": TEST_SECRET},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "--server-pid 999999999: no such process" in result.stderr
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_token_the_service_refuses_fails_the_run(
     start_server: ServerFactory, tmp_path: Path, transport: str
@@ -127,10 +194,11 @@ def test_without_a_secret_or_token_it_says_what_is_missing(tmp_path: Path) -> No
 
 
 def test_transport_choices_are_the_rendered_ones(tmp_path: Path) -> None:
-    """`--transport` offers exactly the transports this service has."""
+    """`--transport` offers exactly the transports this service has, and `both` if two."""
     result = loadtest("--help", env={}, cwd=tmp_path)
     assert result.returncode == 0
-    assert "{" + ",".join(TRANSPORTS) + "}" in result.stdout
+    choices = (*TRANSPORTS, "both") if len(TRANSPORTS) > 1 else TRANSPORTS
+    assert "{" + ",".join(choices) + "}" in result.stdout
 
 
 # -- the pieces ------------------------------------------------------------------
