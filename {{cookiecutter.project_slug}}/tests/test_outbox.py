@@ -1,4 +1,4 @@
-"""The per-connection outbox: bounded live events, urgent control items, batches."""
+"""The per-connection outbox: bounded live events, urgent control items, batches or one at a time."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ class Calls:
 
 def _outbox(maxsize: int, calls: Calls) -> Outbox[str]:
     return Outbox(maxsize, calls.overflowed, calls.lost_channel)
+
+
+def _pop(outbox: Outbox[str]) -> Event | str:
+    """What a writer that sends one item at a time does for each."""
+    item = outbox.queued.popleft()
+    if outbox.uncounted:
+        outbox.forget(item)
+    return item
 
 
 def test_the_live_event_past_maxsize_closes_the_outbox_and_reports_once() -> None:
@@ -62,6 +70,65 @@ def test_take_returns_every_item_in_order_and_counts_its_events() -> None:
     assert [getattr(item, "id", item) for item in batch] == ["0", "reply", "1"]
     assert outbox.taken_events == 2
     assert outbox.take() == [] and outbox.taken_events == 0
+
+
+def test_items_popped_one_at_a_time_come_in_order() -> None:
+    """Popping `queued` (and forgetting what isn't live) empties it as `take` would."""
+    outbox = _outbox(10, Calls())
+    outbox.replay([_event(0)])
+    outbox.push("reply")
+    outbox.deliver(_event(1))
+    popped = []
+    while outbox.queued:
+        popped.append(_pop(outbox))
+    assert [getattr(item, "id", item) for item in popped] == ["0", "reply", "1"]
+    assert len(outbox) == 0 and outbox.uncounted == 0
+
+
+def test_popping_makes_room_for_more_live_events_and_not_for_replayed_ones() -> None:
+    """Popped live events free their place; popped replayed history never counted."""
+    calls = Calls()
+    outbox = _outbox(2, calls)
+    outbox.replay([_event(n) for n in range(5)])
+    outbox.deliver(_event(5))
+    outbox.deliver(_event(6))
+    for _ in range(5):
+        _pop(outbox)  # the replay: the two live events still wait
+    outbox.deliver(_event(7))
+    assert calls.overflows == 1  # a third live event waiting is one too many
+
+    calls = Calls()
+    outbox = _outbox(2, calls)
+    for n in range(10):
+        outbox.deliver(_event(n))
+        _pop(outbox)
+    assert calls.overflows == 0
+
+
+def test_live_events_queued_before_a_replay_never_pass_the_bound() -> None:
+    """Live, then replayed, then popped: until the replay is out the live count may run
+    high by the live events that were waiting before it, never low."""
+    calls = Calls()
+    outbox = _outbox(2, calls)
+    outbox.deliver(_event(0))
+    outbox.replay([_event(n) for n in range(1, 4)])
+    _pop(outbox)  # the live event, counted as a replayed one
+    outbox.deliver(_event(4))
+    assert calls.overflows == 0
+    outbox.deliver(_event(5))  # two live events wait, but three are counted
+    assert calls.overflows == 1
+
+
+def test_retain_keeps_only_what_is_still_due() -> None:
+    """A closing connection's outbox drops what `keep` refuses and counts the rest."""
+    outbox = _outbox(10, Calls())
+    outbox.deliver(_event(0))
+    outbox.push("reply")
+    outbox.replay([_event(1)])
+    outbox.push("ping")
+    outbox.retain(lambda item: item == "reply" or getattr(item, "id", None) == "1")
+    assert [getattr(item, "id", item) for item in outbox.take()] == ["reply", "1"]
+    assert outbox.taken_events == 1
 
 
 def test_an_urgent_item_jumps_queued_events() -> None:

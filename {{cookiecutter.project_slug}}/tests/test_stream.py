@@ -72,13 +72,15 @@ class Scripted(StreamConnection[str]):
     def describe(self) -> str:
         return "sub='alice'"
 
-    async def _write_batch(self, send: Send, batch: list[Event | str]) -> None:
+    async def _write_queued(self, send: Send) -> int:
+        batch, events = self.outbox.take(), self.outbox.taken_events
         for item in batch:
             await send({"type": "test.send", "text": item.id if isinstance(item, Event) else item})
             self.writes += 1
+        return events
 
-    def _still_due(self, batch: list[Event | str]) -> list[Event | str]:
-        return [item for item in batch if isinstance(item, str)]
+    def _still_due(self, item: Event | str) -> bool:
+        return isinstance(item, str)
 
     async def _say_goodbye(self, send: Send) -> None:
         await send(GOODBYE)

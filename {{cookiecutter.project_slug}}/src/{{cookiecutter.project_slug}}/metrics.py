@@ -23,7 +23,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Tally:
     """A counter for the hot path: a plain int, read by Prometheus at scrape time.
 
-    Writers bump it once per batch of frames, tens of thousands of times a
+    Writers bump it once per wake-up, tens of thousands of times a
     second; a `Counter` takes a lock and three calls for each.
     """
 

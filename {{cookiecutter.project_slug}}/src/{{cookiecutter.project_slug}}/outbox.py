@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from .events import Event
@@ -22,19 +22,26 @@ class Outbox(Generic[T]):
 
     Only live events count against `maxsize`; replayed history and control items
     (heartbeats, replies) are bounded by their own producers.
+
+    A writer takes what is queued all at once (`take`, for a transport that
+    writes a batch as one message), or pops items off `queued` one at a time,
+    calling `forget(item)` for each while `uncounted` is not zero. A popped
+    live event needs no bookkeeping (the bound is on the queue's length), so
+    the usual item costs the writer nothing but the pop.
     """
 
     __slots__ = (
         "_controls",
-        "_items",
-        "_live",
         "_maxsize",
         "_on_lost",
         "_on_overflow",
+        "_replayed",
         "_waiter",
         "closed",
         "overflowed",
+        "queued",
         "taken_events",
+        "uncounted",
     )
 
     def __init__(
@@ -43,9 +50,13 @@ class Outbox(Generic[T]):
         on_overflow: Callable[[], None],
         on_lost: Callable[[str], None] | None = None,
     ) -> None:
-        self._items: deque[Event | T] = deque()
-        self._live = 0  # live events among `_items`: what `maxsize` bounds
-        self._controls = 0  # control items among `_items`
+        # Oldest first. Only a writer pops from it directly; everything else
+        # goes through the methods below, which keep the counts.
+        self.queued: deque[Event | T] = deque()
+        # Queued items that are not live events: what `maxsize` doesn't bound.
+        self.uncounted = 0
+        self._replayed = 0  # replayed events among `queued`
+        self._controls = 0  # control items among `queued`
         self._maxsize = maxsize
         self._on_overflow = on_overflow
         self._on_lost = on_lost
@@ -57,28 +68,29 @@ class Outbox(Generic[T]):
         self.taken_events = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.queued)
 
     def deliver(self, event: Event) -> None:
         """Queue a live event; overflow closes the outbox and tells the connection."""
         if self.closed:
             return
-        if self._live >= self._maxsize:
+        if len(self.queued) - self.uncounted >= self._maxsize:
             self.overflowed = True
             self.close()
             self._on_overflow()
             return
-        self._live += 1
-        self._items.append(event)
+        self.queued.append(event)
         # `_wake`, inlined: this runs once per event per subscriber.
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def replay(self, events: Iterable[Event]) -> None:
+    def replay(self, events: Sequence[Event]) -> None:
         """Queue history being replayed, whatever the queue's length."""
         if not self.closed:
-            self._items.extend(events)
+            self.queued.extend(events)
+            self._replayed += len(events)
+            self.uncounted += len(events)
             self._wake()
 
     def lost(self, channel: str) -> None:
@@ -91,10 +103,11 @@ class Outbox(Generic[T]):
         if self.closed:
             return
         if urgent:
-            self._items.appendleft(item)
+            self.queued.appendleft(item)
         else:
-            self._items.append(item)
+            self.queued.append(item)
         self._controls += 1
+        self.uncounted += 1
         self._wake()
 
     def close(self) -> None:
@@ -110,7 +123,7 @@ class Outbox(Generic[T]):
         young object the garbage collector kept scanning under load.
         """
         waiter = self._waiter = asyncio.get_running_loop().create_future()
-        if self._items or self.closed:
+        if self.queued or self.closed:
             waiter.set_result(None)
         return waiter
 
@@ -119,11 +132,37 @@ class Outbox(Generic[T]):
 
         `taken_events` says how many of them are events.
         """
-        items = list(self._items)
-        self._items.clear()
+        items = list(self.queued)
+        self.queued.clear()
         self.taken_events = len(items) - self._controls
-        self._live = self._controls = 0
+        self.uncounted = self._replayed = self._controls = 0
         return items
+
+    def forget(self, item: Event | T) -> None:
+        """Account for `item`, just popped off `queued` while `uncounted` was not zero.
+
+        A popped event is taken for a replayed one while replayed events are
+        queued: exact in the usual order (a replay, then live events). Live
+        events already waiting before a replay are counted as replayed ones
+        until the replay is out, so the live count runs high by at most their
+        number, and the bound is never passed.
+        """
+        if not isinstance(item, Event):
+            self._controls -= 1
+            self.uncounted -= 1
+        elif self._replayed:
+            self._replayed -= 1
+            self.uncounted -= 1
+
+    def retain(self, keep: Callable[[Event | T], bool]) -> None:
+        """Drop the queued items `keep` refuses (what a closing connection no longer sends)."""
+        kept = [item for item in self.queued if keep(item)]
+        self.queued.clear()
+        self.queued.extend(kept)
+        events = sum(isinstance(item, Event) for item in kept)
+        self._controls = len(kept) - events
+        self._replayed = min(self._replayed, events)
+        self.uncounted = self._controls + self._replayed
 
     def _wake(self) -> None:
         waiter = self._waiter

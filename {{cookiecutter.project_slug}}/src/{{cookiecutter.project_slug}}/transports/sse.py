@@ -207,7 +207,10 @@ class SSEConnection(StreamConnection[bytes]):
         await send({"type": "http.response.body", "body": RETRY, "more_body": True})
         self.writes += 1
 
-    async def _write_batch(self, send: Send, batch: list[Event | bytes]) -> None:
+    async def _write_queued(self, send: Send) -> int:
+        # Everything queued in one message: a client that fell behind catches up
+        # in one write.
+        batch, events = self.outbox.take(), self.outbox.taken_events
         if len(batch) == 1:  # the usual case while the client keeps up
             item = batch[0]
             body = item.sse_frame if isinstance(item, Event) else item
@@ -216,13 +219,12 @@ class SSEConnection(StreamConnection[bytes]):
         # uvicorn's `send` waits here while the socket's buffers are full.
         await send({"type": "http.response.body", "body": body, "more_body": True})
         self.writes += 1
+        return events
 
-    def _still_due(self, batch: list[Event | bytes]) -> list[Event | bytes]:
+    def _still_due(self, item: Event | bytes) -> bool:
         # On shutdown what is queued still goes out; after an expired token or
         # for a slow consumer, it is no longer the client's to see.
-        if self.reason in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER):
-            return []
-        return batch
+        return self.reason not in (CloseReason.TOKEN_EXPIRED, CloseReason.SLOW_CONSUMER)
 
     async def _say_goodbye(self, send: Send) -> None:
         await send({"type": "http.response.body", "body": self.closing_frame(), "more_body": False})

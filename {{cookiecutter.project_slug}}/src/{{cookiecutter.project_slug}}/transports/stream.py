@@ -12,14 +12,14 @@ Closing flushes what is still due, then the transport's goodbye; a client that
 doesn't read even that is cut off after `close_limit` (where the transport
 asks for it). The connection's closing state is one `StreamState`.
 
-A transport supplies only how a batch of items becomes bytes or frames, what
-of a batch is still due once closing, its goodbye, its keep-alive and how it
-describes itself in logs.
+A transport supplies only how queued items become ASGI messages, which items
+are still due once closing, its goodbye, its keep-alive and how it describes
+itself in logs.
 
 The writer does nothing per item besides the ASGI `send` and one counter
 increment: the registry's ticker, not the writer, notices a write that doesn't
-complete (the counter stands still while a batch is being written), and events
-are counted per batch.
+complete (the counter stands still while items are being written), and events
+are counted per wake-up, not per item.
 """
 
 from __future__ import annotations
@@ -106,12 +106,17 @@ class StreamConnection(Connection, Generic[T]):
         """Who this is, for log lines: `sub=..., channel=...`."""
 
     @abstractmethod
-    async def _write_batch(self, send: Send, batch: list[Event | T]) -> None:
-        """Write `batch` in order, adding 1 to `writes` per completed `send`."""
+    async def _write_queued(self, send: Send) -> int:
+        """Write what `outbox` holds, in order; returns how many events were written.
+
+        Adds 1 to `writes` per completed `send`. A transport that sends item by
+        item stops when the connection's state changes meanwhile: once closing,
+        the writer first drops what is no longer due.
+        """
 
     @abstractmethod
-    def _still_due(self, batch: list[Event | T]) -> list[Event | T]:
-        """What of `batch`, taken while closing, is still written before the goodbye."""
+    def _still_due(self, item: Event | T) -> bool:
+        """Whether `item`, queued when closing began, is still written before the goodbye."""
 
     @abstractmethod
     async def _say_goodbye(self, send: Send) -> None:
@@ -240,22 +245,20 @@ class StreamConnection(Connection, Generic[T]):
         await self._say_hello(send)
         self._writing = False
         outbox = self.outbox
-        while outbox or not outbox.closed:
-            if not outbox:
+        queued = outbox.queued
+        while True:
+            if not queued:
+                if outbox.closed:
+                    break
                 await outbox.wait()
                 continue
-            batch = outbox.take()
-            events = outbox.taken_events
             if self.state is not StreamState.OPEN:
-                # Rare, so the per-item checks are affordable here.
-                batch = self._still_due(batch)
-                events = sum(isinstance(item, Event) for item in batch)
-                if not batch:
+                outbox.retain(self._still_due)  # closing: the outbox takes nothing new
+                if not queued:
                     continue
             self._writing = True
-            await self._write_batch(send, batch)
+            delivered.count += await self._write_queued(send)
             self._writing = False
-            delivered.count += events
         if self.state is StreamState.CLOSING:
             if self._goodbye:
                 self._writing = True

@@ -200,25 +200,29 @@ class WebSocketConnection(StreamConnection[str]):
             # The client went away mid-write: nothing more can be sent.
             self._begin_close(GOING_AWAY, "client gone", send_frame=False)
 
-    async def _write_batch(self, send: Send, batch: list[Event | str]) -> None:
-        # Straight to the server: `WebSocket.send_text` adds a state check and a
-        # wrapper per frame. Nothing else happens per frame either (see `stream`).
-        for item in batch:
-            await send(
-                {
-                    "type": "websocket.send",
-                    "text": item.ws_text if isinstance(item, Event) else item,
-                }
-            )
+    async def _write_queued(self, send: Send) -> int:
+        # One item at a time, straight to the server: no list per wake-up, and
+        # none of `WebSocket.send_text`'s state check and wrapper per frame. A
+        # close meanwhile stops it, so that only what is still due follows.
+        outbox, queued, state, events = self.outbox, self.outbox.queued, self.state, 0
+        while queued and self.state is state:
+            item = queued.popleft()
+            if outbox.uncounted:  # a control item or replayed history is queued
+                outbox.forget(item)
+            if isinstance(item, Event):
+                events += 1
+                text = item.ws_text
+            else:
+                text = item
+            await send({"type": "websocket.send", "text": text})
             self.writes += 1
+        return events
 
-    def _still_due(self, batch: list[Event | str]) -> list[Event | str]:
+    def _still_due(self, item: Event | str) -> bool:
         # Replies queued before the close (a last `rate_limited`, say) still go
         # out; undelivered events and heartbeats don't, nor anything once the
         # client is gone.
-        if not self._goodbye:
-            return []
-        return [item for item in batch if isinstance(item, str) and item is not PING]
+        return self._goodbye and isinstance(item, str) and item is not PING
 
     async def _say_goodbye(self, send: Send) -> None:
         code, reason = self._close_frame
