@@ -265,7 +265,7 @@ class PubSubListener:
                 await asyncio.wait(helpers)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
         try:
