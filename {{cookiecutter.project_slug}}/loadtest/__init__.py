@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from {{ cookiecutter.project_slug }}.auth import AuthError, mint_token
 from {{ cookiecutter.project_slug }}.settings import Settings, SettingsError, load_settings
+from {{ cookiecutter.project_slug }}.startup import raise_open_files_limit
 
 from .clients import SUBSCRIBERS
 from .http import LoadTestError, Target
@@ -103,7 +104,8 @@ def main(args: argparse.Namespace) -> int:
     except (LoadTestError, SettingsError, AuthError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    opens = _raise_open_files_limit(plan.clients + SPARE_FILES)
+    # Each subscriber is a socket; the default soft limit (often 1024) is too low.
+    opens = raise_open_files_limit(plan.clients + SPARE_FILES)
     if opens is not None and opens < plan.clients + SPARE_FILES:
         print(
             f"error: {plan.clients:,} clients need {plan.clients + SPARE_FILES:,} open files, "
@@ -173,22 +175,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-def _raise_open_files_limit(wanted: int) -> int | None:
-    """Raise the soft limit on open files toward `wanted`; the limit now, None if unknown."""
-    # Each subscriber is a socket; the default soft limit (often 1024) is too low.
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return None
-    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _run_on_fast_loop(coroutine: Coroutine[Any, Any, T]) -> T:

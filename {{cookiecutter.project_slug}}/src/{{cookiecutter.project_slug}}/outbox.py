@@ -31,7 +31,6 @@ class Outbox(Generic[T]):
     """
 
     __slots__ = (
-        "_controls",
         "_maxsize",
         "_on_lost",
         "_on_overflow",
@@ -55,8 +54,7 @@ class Outbox(Generic[T]):
         self.queued: deque[Event | T] = deque()
         # Queued items that are not live events: what `maxsize` doesn't bound.
         self.uncounted = 0
-        self._replayed = 0  # replayed events among `queued`
-        self._controls = 0  # control items among `queued`
+        self._replayed = 0  # replayed events among `queued`; the rest are control items
         self._maxsize = maxsize
         self._on_overflow = on_overflow
         self._on_lost = on_lost
@@ -106,7 +104,6 @@ class Outbox(Generic[T]):
             self.queued.appendleft(item)
         else:
             self.queued.append(item)
-        self._controls += 1
         self.uncounted += 1
         self._wake()
 
@@ -134,8 +131,8 @@ class Outbox(Generic[T]):
         """
         items = list(self.queued)
         self.queued.clear()
-        self.taken_events = len(items) - self._controls
-        self.uncounted = self._replayed = self._controls = 0
+        self.taken_events = len(items) - (self.uncounted - self._replayed)
+        self.uncounted = self._replayed = 0
         return items
 
     def forget(self, item: Event | T) -> None:
@@ -148,7 +145,6 @@ class Outbox(Generic[T]):
         number, and the bound is never passed.
         """
         if not isinstance(item, Event):
-            self._controls -= 1
             self.uncounted -= 1
         elif self._replayed:
             self._replayed -= 1
@@ -160,9 +156,8 @@ class Outbox(Generic[T]):
         self.queued.clear()
         self.queued.extend(kept)
         events = sum(isinstance(item, Event) for item in kept)
-        self._controls = len(kept) - events
         self._replayed = min(self._replayed, events)
-        self.uncounted = self._controls + self._replayed
+        self.uncounted = len(kept) - events + self._replayed
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -77,20 +77,30 @@ def collect_young_objects_less_often() -> None:
         gc.set_threshold(YOUNG_GC_THRESHOLD, *older)
 
 
-def allow_open_files(max_connections: int) -> str | None:
-    """Step 4: raise the soft limit on open files to the hard one; a warning if still too low."""
+def raise_open_files_limit(wanted: int) -> int | None:
+    """Raise this process's soft limit on open files to the hard one (to `wanted` or
+    more when the hard one is unlimited); the soft limit now, None when unlimited or
+    on a system without such limits (Windows)."""
     try:
         import resource
-    except ImportError:  # Windows has no such limit
+    except ImportError:
         return None
-    wanted = max_connections + SPARE_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
     target = max(soft, wanted) if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < target:
+    if soft < target:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def allow_open_files(max_connections: int) -> str | None:
+    """Step 4: raise the soft limit on open files to the hard one; a warning if still too low."""
+    wanted = max_connections + SPARE_FILES
+    soft = raise_open_files_limit(wanted)
+    if soft is not None and soft < wanted:
         return (
             f"this process may open {soft:,} files, too few for MAX_CONNECTIONS="
             f"{max_connections:,} (a socket each): raise the hard limit (ulimit -Hn) "
