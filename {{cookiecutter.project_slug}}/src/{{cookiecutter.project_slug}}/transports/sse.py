@@ -168,9 +168,9 @@ class SSEConnection(StreamConnection[bytes]):
     async def run(self, receive: Receive, send: Send) -> None:
         """Stream until the client goes or the stream is closed."""
         writer = self._start_writer(send)
-        watcher = asyncio.create_task(_wait_for_disconnect(receive), name="sse-disconnect")
+        watcher = asyncio.create_task(self._watch(receive), name="sse-disconnect")
         try:
-            await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await self._until_ended()  # the writer has ended, or the client has gone
         finally:
             self.outbox.close()
             for task in (writer, watcher):
@@ -192,6 +192,16 @@ class SSEConnection(StreamConnection[bytes]):
             abandoned = not await self._finish(send)
         if abandoned:
             _ABANDONED.set(True)
+
+    async def _watch(self, receive: Receive) -> None:
+        # uvicorn answers `http.disconnect` when the client goes away (or once the
+        # response is complete), so a closed client frees its slot at once.
+        try:
+            message: Message = {}
+            while message.get("type") != "http.disconnect":
+                message = await receive()
+        finally:
+            self._stop_waiting()
 
     async def _finish(self, send: Send) -> bool:
         """End the response after a failure, if `send` still works; False if it didn't."""
@@ -244,14 +254,6 @@ class SSEConnection(StreamConnection[bytes]):
     def _lost(self, channel: str) -> None:
         # Events may be missing before what follows: the client refetches its state.
         self.outbox.push(RESYNC)
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    # uvicorn answers `http.disconnect` when the client goes away (or once the
-    # response is complete), so a closed client frees its slot at once.
-    message: Message = {}
-    while message.get("type") != "http.disconnect":
-        message = await receive()
 
 
 class EventStreamResponse(Response):

@@ -70,6 +70,9 @@ class StreamConnection(Connection, Generic[T]):
     # Whether a closing client that doesn't read its last bytes is cut off after
     # `_close_limit`, rather than left to the server's own timeouts.
     cut_off_unread_goodbyes: ClassVar[bool] = True
+    # What `send` raises once the client is gone: the writer then ends quietly,
+    # with no goodbye. Anything else it raises is a bug, left to `serve` to log.
+    client_gone_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __init__(
         self,
@@ -97,6 +100,10 @@ class StreamConnection(Connection, Generic[T]):
         self._stalled_at = -1  # `writes` when the ticker first saw the current write pending
         self._stalled_since = 0.0
         self._writer: asyncio.Task[None] | None = None
+        # Done once the writer has ended (or `_stop_waiting` was called): what
+        # `serve` waits on. One future per connection, where `asyncio.wait`
+        # would keep a waiter, a set and a callback per task alive for hours.
+        self._ended: asyncio.Future[None] | None = None
         self._cut_off_timer: asyncio.TimerHandle | None = None
 
     # -- what a transport supplies ---------------------------------------------
@@ -227,41 +234,57 @@ class StreamConnection(Connection, Generic[T]):
 
     def _start_writer(self, send: Send) -> asyncio.Task[None]:
         """Start the writer task; a connection closed before it started gets its cut-off timer."""
+        self._ended = asyncio.get_running_loop().create_future()
         self._writer = asyncio.create_task(self._write(send), name=f"{self.transport}-writer")
         if self.state is StreamState.CLOSING:
             self._arm_cut_off()
         return self._writer
 
+    def _until_ended(self) -> asyncio.Future[None]:
+        """Done once the writer has ended, or `_stop_waiting` was called.
+
+        A future, not a coroutine: a coroutine's frame would stay alive for the
+        connection's whole life.
+        """
+        assert self._ended is not None, "the writer hasn't been started"
+        return self._ended
+
+    def _stop_waiting(self) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
     async def _write(self, send: Send) -> None:
+        # One coroutine from hello to goodbye: each frame nested here would stay
+        # alive, once per idle connection, for as long as the connection lasts.
         try:
-            await self._write_all(send)
+            delivered = self._metrics.events_delivered[self.transport]
+            self._writing = True
+            await self._say_hello(send)
+            self._writing = False
+            outbox = self.outbox
+            queued = outbox.queued
+            while True:
+                if not queued:
+                    if outbox.closed:
+                        break
+                    await outbox.wait()
+                    continue
+                if self.state is not StreamState.OPEN:
+                    outbox.retain(self._still_due)  # closing: the outbox takes nothing new
+                    if not queued:
+                        continue
+                self._writing = True
+                delivered.count += await self._write_queued(send)
+                self._writing = False
+            if self.state is StreamState.CLOSING:
+                if self._goodbye:
+                    self._writing = True
+                    await self._say_goodbye(send)
+                    self._writing = False
+                self._enter(StreamState.CLOSED)
+        except self.client_gone_errors:
+            self._end(None, "client gone", goodbye=False)
         finally:
             if self._cut_off_timer is not None:
                 self._cut_off_timer.cancel()
-
-    async def _write_all(self, send: Send) -> None:
-        delivered = self._metrics.events_delivered[self.transport]
-        self._writing = True
-        await self._say_hello(send)
-        self._writing = False
-        outbox = self.outbox
-        queued = outbox.queued
-        while True:
-            if not queued:
-                if outbox.closed:
-                    break
-                await outbox.wait()
-                continue
-            if self.state is not StreamState.OPEN:
-                outbox.retain(self._still_due)  # closing: the outbox takes nothing new
-                if not queued:
-                    continue
-            self._writing = True
-            delivered.count += await self._write_queued(send)
-            self._writing = False
-        if self.state is StreamState.CLOSING:
-            if self._goodbye:
-                self._writing = True
-                await self._say_goodbye(send)
-                self._writing = False
-            self._enter(StreamState.CLOSED)
+            self._stop_waiting()

@@ -83,6 +83,7 @@ class WebSocketConnection(StreamConnection[str]):
     # WebSocket pings (uvicorn's `--ws-ping-interval`/`--ws-ping-timeout`). Its
     # slot and subscriptions are freed at once either way.
     cut_off_unread_goodbyes = False
+    client_gone_errors = (OSError, RuntimeError, WebSocketDisconnect)
 
     def __init__(self, service: Service, principal: Principal) -> None:
         settings = service.settings
@@ -118,7 +119,7 @@ class WebSocketConnection(StreamConnection[str]):
         self._reader = asyncio.create_task(self._read_loop(receive), name="ws-reader")
         try:
             # The writer ends last: after the close frame, or once the socket is gone.
-            await asyncio.wait({writer})
+            await self._until_ended()
         finally:
             for task in (self._reader, writer):
                 task.cancel()
@@ -192,13 +193,6 @@ class WebSocketConnection(StreamConnection[str]):
         self._reply(encode_frame("subscribed", None, channel=channel, recovered=False))
 
     # -- writing ---------------------------------------------------------------
-
-    async def _write(self, send: Send) -> None:
-        try:
-            await super()._write(send)
-        except (OSError, RuntimeError, WebSocketDisconnect):
-            # The client went away mid-write: nothing more can be sent.
-            self._begin_close(GOING_AWAY, "client gone", send_frame=False)
 
     async def _write_queued(self, send: Send) -> int:
         # One item at a time, straight to the server: no list per wake-up, and
