@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
@@ -18,8 +18,8 @@ from .events import (
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import json_request_body
 from .permissions import INVALID_EVENT_NAME, is_valid_event_name
-from .publisher import InvalidEvent, PublisherDep
-from .service import ServiceDep, authenticate, check_channel
+from .publisher import InvalidEvent, Publisher
+from .service import ServiceDep, authenticate, check_channel, service_of
 from .validation import describe_validation_error
 
 router = APIRouter()
@@ -75,8 +75,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-# The body is read by hand (to refuse an oversized one before buffering it), so
-# FastAPI can't see it: it is declared for the OpenAPI document instead.
+# The route reads its body and header by hand, and FastAPI can't see them: they
+# are declared for the OpenAPI document instead. By hand, the body is refused
+# before it is buffered when it is too large, and a publish (the one request
+# made for every event) skips FastAPI's dependency and parameter solving, which
+# cost about a third of its time.
 PUBLISH_OPENAPI = json_request_body(
     PublishBody,
     {"event": "chat.message", "data": {"text": "hello"}},
@@ -84,11 +87,22 @@ PUBLISH_OPENAPI = json_request_body(
     "`null` included, except NaN, Infinity, numbers beyond a double and lone surrogates.",
     fields={"event": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "minLength": 1, "maxLength": 64}},
 )
+PUBLISH_OPENAPI["parameters"] = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Idempotency-Key"},
+    }
+]
 
 
 @router.post(
     "/channels/{channel}/events",
     status_code=202,
+    # Declared for the OpenAPI document; the route answers with a ready response,
+    # which FastAPI sends as it is, without validating and serialising it again.
+    response_model=Published,
     openapi_extra=PUBLISH_OPENAPI,
     responses={
         400: {"description": "Bad channel name, event name or Idempotency-Key"},
@@ -102,19 +116,15 @@ PUBLISH_OPENAPI = json_request_body(
         },
     },
 )
-async def publish(
-    channel: str,
-    request: Request,
-    service: ServiceDep,
-    publisher: PublisherDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Published:
+async def publish(channel: str, request: Request) -> JSONResponse:
     """Publish an event to `channel` (needs the `publish` permission).
 
     With an `Idempotency-Key` already used on this channel within `HISTORY_TTL`,
     nothing is published and the answer carries the first publish's id.
     """
+    service = service_of(request)
     check_channel(channel)
+    idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
         raise HTTPException(400, f"invalid Idempotency-Key: {IDEMPOTENCY_KEY_RULE}")
     principal = await authenticate(service, request)
@@ -130,11 +140,11 @@ async def publish(
     if not is_valid_event_name(body.event):
         raise HTTPException(400, INVALID_EVENT_NAME)
     try:
-        event_id = await publisher.publish(
+        event_id = await Publisher(service).publish(
             channel, body.data, event=body.event, idempotency_key=idempotency_key
         )
     except InvalidEvent as exc:
         raise HTTPException(422, str(exc)) from None
     except BroadcasterUnavailable as exc:
         raise HTTPException(503, f"broadcaster unavailable: {exc}") from None
-    return Published(id=event_id, channel=channel)
+    return JSONResponse({"id": event_id, "channel": channel}, status_code=202)
