@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from {{ cookiecutter.project_slug }} import auth
 from {{ cookiecutter.project_slug }}.auth import AuthError, TokenVerifier, bearer_token, mint_token
 from {{ cookiecutter.project_slug }}.settings import Settings, load_settings
 
@@ -107,6 +109,44 @@ def test_minted_tokens_verify(settings: Settings) -> None:
     token = mint_token(settings, "dave", subscribe=("a:*",), publish=("a:1",), ttl=30)
     principal = TokenVerifier(settings).verify(token)
     assert (principal.sub, principal.subscribe, principal.publish) == ("dave", ("a:*",), ("a:1",))
+
+
+def test_a_verified_token_is_remembered_until_it_expires(
+    settings: Settings, make_token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified once while valid; past its `exp` it is verified again, and refused."""
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(auth.jwt, "decode", counting_decode)
+    verifier = TokenVerifier(settings)
+    token, other = make_token(sub="alice", ttl=60), make_token(sub="bob", ttl=60)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first
+    assert verifier.verify(other).sub == "bob"
+    assert decoded == [token, other]
+    # Past `exp` on our clock; PyJWT reads its own, so it is told to look 61 s ahead.
+    monkeypatch.setattr(auth.time, "time", lambda: first.exp)
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decode(*a, **k, leeway=-61))
+    with pytest.raises(AuthError, match="token expired"):
+        verifier.verify(token)
+
+
+def test_remembered_tokens_are_bounded(
+    settings: Settings, make_token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond `VERIFIED_TOKENS_KEPT`, the oldest token is forgotten (verified again)."""
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS_KEPT", 2)
+    verifier = TokenVerifier(settings)
+    tokens = [make_token(sub=name) for name in ("a", "b", "c")]
+    principals = [verifier.verify(token) for token in tokens]
+    assert verifier.verify(tokens[2]) is principals[2]
+    assert verifier.verify(tokens[1]) is principals[1]
+    assert verifier.verify(tokens[0]) is not principals[0]
 
 
 @pytest.mark.parametrize(

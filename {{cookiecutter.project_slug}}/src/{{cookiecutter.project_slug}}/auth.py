@@ -53,8 +53,21 @@ def _patterns(claims: Mapping[str, object], name: str) -> tuple[str, ...]:
     raise AuthError(f"claim {name!r} must be a list of channel patterns")
 
 
+# How many verified tokens a verifier remembers (see `TokenVerifier`).
+VERIFIED_TOKENS_KEPT = 1024
+
+
 class TokenVerifier:
-    """Checks tokens against the configured key (or JWKS), algorithm, audience and issuer."""
+    """Checks tokens against the configured key (or JWKS), algorithm, audience and issuer.
+
+    With a configured key (no JWKS), a token that verified is remembered, with
+    its principal, until it expires: a publisher sends the same token with every
+    event, and verifying it again (base64, signature, claims) was a quarter of
+    each publish. Nothing but time can change the answer, since the key stays
+    as it is while the process runs; so an expired token is refused as before.
+    At most `VERIFIED_TOKENS_KEPT` are kept, the oldest forgotten first. With a
+    JWKS, every token is verified each time: its keys may be rotated away.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._jwks = JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
@@ -63,6 +76,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._max_ttl = settings.jwt_max_ttl
+        self._verified: dict[str, Principal] = {}
 
     async def start(self) -> None:
         """Fetch the JWKS, if one is configured (a failure is logged, not fatal)."""
@@ -78,7 +92,7 @@ class TokenVerifier:
             raise AuthError("missing token")
         if self._jwks is None:
             assert self._key is not None
-            return self._decode(token, self._key)
+            return self._verify_with_key(token, self._key)
         try:
             key = self._jwks.cached_key(_key_id(token))
         except UnknownSigningKey as exc:
@@ -94,6 +108,19 @@ class TokenVerifier:
         except UnknownSigningKey as exc:
             raise AuthError(f"invalid token: {exc}") from None
         return self._decode(token, key)
+
+    def _verify_with_key(self, token: str, key: str) -> Principal:
+        verified = self._verified
+        principal = verified.get(token)
+        if principal is not None:
+            if principal.exp > time.time():  # as PyJWT has it: expired once `exp <= now`
+                return principal
+            del verified[token]  # decoded again below, to be refused as expired
+        principal = self._decode(token, key)
+        if len(verified) >= VERIFIED_TOKENS_KEPT:
+            del verified[next(iter(verified))]
+        verified[token] = principal
+        return principal
 
     def _decode(self, token: str, key: str | jwt.PyJWK) -> Principal:
         try:
