@@ -78,8 +78,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 # The route reads its body and header by hand, and FastAPI can't see them: they
 # are declared for the OpenAPI document instead. By hand, the body is refused
 # before it is buffered when it is too large, and a publish (the one request
-# made for every event) skips FastAPI's dependency and parameter solving, which
-# cost about a third of its time.
+# made for every event) skips FastAPI's dependency and parameter solving, a
+# large part of its time.
 PUBLISH_OPENAPI = json_request_body(
     PublishBody,
     {"event": "chat.message", "data": {"text": "hello"}},

@@ -62,8 +62,8 @@ class TokenVerifier:
 
     With a configured key (no JWKS), a token that verified is remembered, with
     its principal, until it expires: a publisher sends the same token with every
-    event, and verifying it again (base64, signature, claims) was a quarter of
-    each publish. Nothing but time can change the answer, since the key stays
+    event, and verifying it again (base64, signature, claims) was a large part
+    of each publish. Nothing but time can change the answer, since the key stays
     as it is while the process runs; so an expired token is refused as before.
     At most `VERIFIED_TOKENS_KEPT` are kept, the oldest forgotten first. With a
     JWKS, every token is verified each time: its keys may be rotated away.
