@@ -129,6 +129,8 @@ def test_a_verified_token_is_remembered_until_it_expires(
     assert verifier.verify(token) is first
     assert verifier.verify(other).sub == "bob"
     assert decoded == [token, other]
+    with pytest.raises(TypeError):  # shared by every request with the token: read-only
+        first.claims["sub"] = "mallory"  # type: ignore[index]
     # Past `exp` on our clock; PyJWT reads its own, so it is told to look 61 s ahead.
     monkeypatch.setattr(auth.time, "time", lambda: first.exp)
     monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decode(*a, **k, leeway=-61))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import jwt
 
@@ -147,7 +148,8 @@ class TokenVerifier:
             exp=float(claims["exp"]),
             subscribe=_patterns(claims, "subscribe"),
             publish=_patterns(claims, "publish"),
-            claims=claims,
+            # Read-only: a remembered token's principal serves every request that sends it.
+            claims=MappingProxyType(claims),
         )
 
 
