@@ -80,21 +80,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
 # before it is buffered when it is too large, and a publish (the one request
 # made for every event) skips FastAPI's dependency and parameter solving, a
 # large part of its time.
-PUBLISH_OPENAPI = json_request_body(
-    PublishBody,
-    {"event": "chat.message", "data": {"text": "hello"}},
-    description="At most `MAX_MESSAGE_BYTES` bytes (413 beyond). `data` may be any JSON, "
-    "`null` included, except NaN, Infinity, numbers beyond a double and lone surrogates.",
-    fields={"event": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "minLength": 1, "maxLength": 64}},
-)
-PUBLISH_OPENAPI["parameters"] = [
-    {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Idempotency-Key"},
-    }
-]
+PUBLISH_OPENAPI = {
+    **json_request_body(
+        PublishBody,
+        {"event": "chat.message", "data": {"text": "hello"}},
+        description="At most `MAX_MESSAGE_BYTES` bytes (413 beyond). `data` may be any JSON, "
+        "`null` included, except NaN, Infinity, numbers beyond a double and lone surrogates.",
+        fields={"event": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "minLength": 1, "maxLength": 64}},
+    ),
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Idempotency-Key"},
+        }
+    ],
+}
 
 
 @router.post(
