@@ -32,6 +32,9 @@ def bounded_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
     used = int(admin.info("memory")["used_memory"])
     admin.config_set("maxmemory", used + HEADROOM)
     admin.config_set("maxmemory-policy", "volatile-lru")
+    # Redis's LRU is approximate (5 keys sampled per eviction by default), so the
+    # oldest channel could outlive newer ones; the most samples make it near exact.
+    admin.config_set("maxmemory-samples", 64)
     admin.close()
     try:
         yield server
