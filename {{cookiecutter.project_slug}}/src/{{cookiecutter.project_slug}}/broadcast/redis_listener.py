@@ -264,8 +264,11 @@ class PubSubListener:
                     helper.cancel()
                 await asyncio.wait(helpers)
         finally:
+            # redis-py finishes this teardown even when the task is cancelled. It
+            # only closes this session's socket (without waiting for the close)
+            # and returns it to the listener's own pool, so `stop` isn't held up.
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                await pubsub.aclose()
 
     async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
         try:
