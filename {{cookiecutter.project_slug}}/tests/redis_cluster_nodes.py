@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from {{ cookiecutter.project_slug }}.broadcast.redis_streams import key_for
 
 from redis_server import RedisServerProcess
-from servers import free_port, wait_for
+from servers import wait_for
 
 NODE_TIMEOUT_MS = 2000  # how soon the other nodes call a silent node failed
 
@@ -177,9 +177,9 @@ def start_cluster(
     processes: list[RedisServerProcess] = []
     try:
         for n in range(primaries * (1 + replicas)):
-            # The cluster bus port defaults to port + 10000, which may be taken (or too high).
-            bus = ("--cluster-port", str(free_port()))
-            node = RedisServerProcess(server, directory / f"node-{n}", extra_args=[*args, *bus])
+            node = RedisServerProcess(
+                server, directory / f"node-{n}", extra_args=args, cluster_bus=True
+            )
             processes.append(node.start())
         subprocess.run(
             [

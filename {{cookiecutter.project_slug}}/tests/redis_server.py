@@ -30,6 +30,14 @@ def server_binary() -> str | None:
     return shutil.which("valkey-server") or shutil.which("redis-server")
 
 
+PORT_ATTEMPTS = 3
+LOG_TAIL = 2000  # characters of the server's log quoted when it exits
+
+
+class PortTaken(RuntimeError):
+    """The server exited at start because another process had bound its port first."""
+
+
 class RedisServerProcess:
     """One Redis-protocol server on 127.0.0.1, in its own session, stopped by pid."""
 
@@ -39,12 +47,20 @@ class RedisServerProcess:
         directory: Path,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        cluster_bus: bool = False,
     ) -> None:
         self.binary = binary
         self.directory = directory
+        # A port picked here can be taken by anyone before the server binds it;
+        # a first start that finds it taken picks again.
+        self._picks_ports = port is None
         self.port = port or free_port()
+        # A cluster node's bus port (by default port + 10000, which may be taken or too high).
+        self.bus_port = free_port() if cluster_bus else None
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self._started = False
+        self._log_start = 0
 
     @property
     def url(self) -> str:
@@ -52,21 +68,38 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10) -> RedisServerProcess:
-        """Start it (again, on the same port) and wait until it answers PING."""
+        """Start it (again, on the same ports) and wait until it answers PING."""
+        attempts = 1
+        while True:
+            self._launch()
+            try:
+                wait_for(self._answers, timeout, f"redis server on {self.port} did not start")
+            except PortTaken:
+                if self._started or not self._picks_ports or attempts == PORT_ATTEMPTS:
+                    raise
+                attempts += 1
+                self.port = free_port()
+                if self.bus_port is not None:
+                    self.bus_port = free_port()
+                continue
+            self._started = True
+            return self
+
+    def _launch(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "server.log").open("ab")
+        self._log_start = log.tell()  # what this start writes comes after
         args = [
             self.binary,
             *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)),
             *("--save", "", "--appendonly", "no", "--protected-mode", "no"),
+            *(("--cluster-port", str(self.bus_port)) if self.bus_port is not None else ()),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        wait_for(self._answers, timeout, f"redis server on {self.port} did not start")
-        return self
 
     def stop(self) -> None:
         """Kill it by pid (abruptly, like a crash) and reap it."""
@@ -80,7 +113,12 @@ class RedisServerProcess:
 
     def _answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
-            raise RuntimeError(f"redis server exited: see {self.directory / 'server.log'}")
+            log = self.directory / "server.log"
+            with log.open("rb") as file:
+                file.seek(self._log_start)
+                tail = file.read().decode(errors="replace")[-LOG_TAIL:]
+            error = PortTaken if "Address already in use" in tail else RuntimeError
+            raise error(f"redis server on {self.port} exited; the end of {log}:\n{tail}")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
