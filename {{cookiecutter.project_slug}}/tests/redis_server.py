@@ -52,14 +52,13 @@ class RedisServerProcess:
         self.binary = binary
         self.directory = directory
         # A port picked here can be taken by anyone before the server binds it;
-        # a first start that finds it taken picks again.
-        self._picks_ports = port is None
+        # a first start that finds it taken picks again (a restart keeps its ports).
+        self._may_pick_again = port is None
         self.port = port or free_port()
         # A cluster node's bus port (by default port + 10000, which may be taken or too high).
         self.bus_port = free_port() if cluster_bus else None
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
-        self._started = False
         self._log_start = 0
 
     @property
@@ -75,14 +74,14 @@ class RedisServerProcess:
             try:
                 wait_for(self._answers, timeout, f"redis server on {self.port} did not start")
             except PortTaken:
-                if self._started or not self._picks_ports or attempts == PORT_ATTEMPTS:
+                if not self._may_pick_again or attempts == PORT_ATTEMPTS:
                     raise
                 attempts += 1
                 self.port = free_port()
                 if self.bus_port is not None:
                     self.bus_port = free_port()
                 continue
-            self._started = True
+            self._may_pick_again = False
             return self
 
     def _launch(self) -> None:
