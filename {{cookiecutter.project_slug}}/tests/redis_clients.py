@@ -67,8 +67,14 @@ class Subscriber:
         return self
 
     async def wait_for_events(self, count: int, timeout: float) -> list[Received]:
-        """Wait until at least `count` events have arrived."""
-        await self.wait_until(lambda: len(self.events) >= count, timeout)
+        """Wait until at least `count` events have arrived (a timeout says what did)."""
+        try:
+            await self.wait_until(lambda: len(self.events) >= count, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.channel}: {len(self.events)} of {count} events within {timeout} s: "
+                f"{self.payloads}"
+            ) from None
         return self.events
 
     async def wait_until(self, condition: Any, timeout: float) -> None:

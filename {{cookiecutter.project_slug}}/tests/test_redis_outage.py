@@ -7,6 +7,7 @@ so that it can be killed and restarted on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from {{ cookiecutter.project_slug }}.broadcast.redis_listener import cancel_and_wait
 
 from conftest import ServerFactory, TokenFactory
 from redis_clients import (
@@ -105,3 +108,38 @@ async def test_redis_outage_is_reported_and_recovered_on_open_connections(
             assert not subscriber.closed
     finally:
         await close_all(subscribers)
+
+
+async def test_a_task_that_outlives_its_cancellation_is_cancelled_again() -> None:
+    """A reconnecting session ends its helpers for sure: one that swallowed a cancellation
+    (`asyncio.wait_for` on Python 3.11 does, as a write completes) is cancelled again."""
+    swallowed = asyncio.Event()
+
+    async def writer() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.set()  # carries on, as after a write wait_for returned anyway
+        await asyncio.Event().wait()  # the next command, which never comes
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0)
+    assert await cancel_and_wait([task], within=5)
+    assert swallowed.is_set() and task.cancelled()
+
+
+async def test_cancel_and_wait_gives_up_on_a_task_that_never_ends() -> None:
+    """`within` bounds the wait (a stop under a deadline); the answer says the task lives on."""
+    stubborn = True
+
+    async def never_ends() -> None:
+        while stubborn:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(30)
+
+    task = asyncio.create_task(never_ends())
+    await asyncio.sleep(0)
+    assert await cancel_and_wait([task], within=0.3) is False
+    assert not task.done()
+    stubborn = False
+    assert await cancel_and_wait([task], within=5)

@@ -31,7 +31,7 @@ from redis.crc import key_slot
 
 from .backend import Sink
 from .redis_connect import client_name, connect_node
-from .redis_listener import PubSubListener
+from .redis_listener import PubSubListener, cancel_and_wait
 from .redis_streams import StreamId, StreamStore
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ class ClusterListener:
     async def stop(self) -> None:
         """Stop the watcher and every listener."""
         if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.wait([self._watcher], timeout=STOP_TIMEOUT)
+            await cancel_and_wait([self._watcher], within=STOP_TIMEOUT)
         for node in list(self._nodes.values()):
             await self._stop_node(node)
         self._nodes.clear()

@@ -23,7 +23,7 @@ import random
 import secrets
 import socket
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -44,6 +44,7 @@ BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0  # keeps recovery well within 10 s of Redis coming back
 SUBSCRIBE_BATCH = 500
 STOP_TIMEOUT = 3.0
+RECANCEL_INTERVAL = 0.1  # how soon a task that outlived its cancellation is cancelled again
 
 Verb = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
 SHARDED_KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
@@ -130,10 +131,7 @@ class PubSubListener:
     async def stop(self) -> None:
         """Stop the supervisor and close the connection."""
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            # Not `await` under suppress(CancelledError): that would also swallow
-            # a cancellation of the caller (shutdown under a deadline).
-            await asyncio.wait([self._supervisor], timeout=STOP_TIMEOUT)
+            await cancel_and_wait([self._supervisor], within=STOP_TIMEOUT)
         self.up = False
         await self._client.aclose()
 
@@ -260,9 +258,7 @@ class PubSubListener:
             try:
                 await self._read(pubsub)
             finally:
-                for helper in helpers:
-                    helper.cancel()
-                await asyncio.wait(helpers)
+                await cancel_and_wait(helpers)
         finally:
             # redis-py finishes this teardown even when the task is cancelled. It
             # only closes this session's socket (without waiting for the close)
@@ -419,6 +415,32 @@ class PubSubListener:
                 await self._commands_client.spublish(self.canary, str(count))
             else:
                 await self._commands_client.publish(self.canary, str(count))
+
+
+async def cancel_and_wait(
+    tasks: Collection[asyncio.Task[Any]], within: float | None = None
+) -> bool:
+    """Cancel `tasks` and wait until every one has ended, or `within` seconds; whether all did.
+
+    A task still running after its cancellation is cancelled again. On Python
+    3.11, `asyncio.wait_for` (redis-py wraps socket writes in it) drops a
+    cancellation that arrives just as the write completes: the task carries on,
+    and a session's writer would wait for its next command forever, so the
+    session never ended and never reconnected.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        wait = RECANCEL_INTERVAL
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
+            if wait <= 0:
+                return False
+        _, pending = await asyncio.wait(pending, timeout=wait)
+    return True
 
 
 def _describe_error(exc: BaseException) -> str:
