@@ -18,7 +18,7 @@ SHADOWED_MODULES = frozenset(
         "anyio",
         "app",
         "fastapi",
-        "httpx",
+        "httpx2",
         "hypothesis",
         "jwt",
         "main",

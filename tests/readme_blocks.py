@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 
 BLOCK_RE = re.compile(
     r"(?:^<!-- readme-test: (?P<marks>.*?) -->\n)?^```(?P<lang>bash|sh)\n(?P<code>.*?)^```",
@@ -78,8 +78,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
+        return httpx2.get(url, timeout=2).status_code == 200
+    except httpx2.HTTPError:
         return False
 
 

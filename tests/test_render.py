@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-import httpx
+import httpx2
 import pytest
 import yaml
 from rendering import COMBINATIONS, IN_CI, combo_id, free_port, project_env, run, start_valkey
@@ -203,9 +203,9 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
     while True:
         assert server.poll() is None, log.read_text()
         try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+            if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
@@ -247,12 +247,12 @@ def test_service_starts_with_its_env_and_cli_token_publishes(
         assert minted.returncode == 0, minted.stdout
         auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}
         body = {"event": "greeting", "data": {"text": "hi"}}
-        ok = httpx.post(f"{base}/channels/room:1/events", json=body, headers=auth)
+        ok = httpx2.post(f"{base}/channels/room:1/events", json=body, headers=auth)
         assert ok.status_code == 202, ok.text
         assert ok.json()["channel"] == "room:1"
-        denied = httpx.post(f"{base}/channels/lobby/events", json=body, headers=auth)
+        denied = httpx2.post(f"{base}/channels/lobby/events", json=body, headers=auth)
         assert denied.status_code == 403
-        bad = httpx.post(
+        bad = httpx2.post(
             f"{base}/channels/room:1/events",
             json=body,
             headers={"Authorization": "Bearer not-a-jwt"},

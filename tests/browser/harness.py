@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import jwt
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -115,8 +115,8 @@ class Service:
                 raise RuntimeError(
                     f"service exited with {self.process.returncode}:\n{self.output()}"
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            with contextlib.suppress(httpx2.HTTPError):
+                return httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200
             return False
 
         wait_for(up, timeout, f"service on port {self.port} not ready:\n{self.output()}")
@@ -154,7 +154,7 @@ class Service:
 
     def publish(self, channel: str, data: object, token: str) -> str:
         """Publish over HTTP; the event's id."""
-        response = httpx.post(
+        response = httpx2.post(
             f"{self.url}/channels/{channel}/events",
             json={"event": "tick", "data": data},
             headers={"Authorization": f"Bearer {token}"},

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpx
+import httpx2
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
@@ -33,7 +33,7 @@ MIDDLEWARE_APPS = {
 }
 
 
-async def check_plain_routes(name: str, http: httpx.AsyncClient) -> None:
+async def check_plain_routes(name: str, http: httpx2.AsyncClient) -> None:
     """Assert that app `name`'s middleware does to plain routes what FastAPI documents."""
     if name.startswith("gzip"):
         metrics = await http.get("/metrics", headers={"Accept-Encoding": "gzip"})

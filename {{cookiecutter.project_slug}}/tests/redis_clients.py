@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import redis
 {% if cookiecutter.transport == "websocket" %}
 from websockets.exceptions import WebSocketException
@@ -188,13 +188,13 @@ async def close_all(subscribers: list[Subscriber]) -> None:
 
 
 async def publish(
-    http: httpx.AsyncClient,
+    http: httpx2.AsyncClient,
     base_url: str,
     channel: str,
     data: Any,
     token: str,
     idempotency_key: str | None = None,
-) -> httpx.Response:
+) -> httpx2.Response:
     """POST one event; the response as it came.
 
     Retries after a 503 must pass an `idempotency_key`: a 503 may come after the event
@@ -210,7 +210,7 @@ async def publish(
     )
 
 
-def answers_with(http: httpx.AsyncClient, url: str, status: int) -> Callable[[], Awaitable[bool]]:
+def answers_with(http: httpx2.AsyncClient, url: str, status: int) -> Callable[[], Awaitable[bool]]:
     """A condition for `wait_until`: does a GET of `url` answer `status` now?"""
 
     async def answers() -> bool:
@@ -219,9 +219,9 @@ def answers_with(http: httpx.AsyncClient, url: str, status: int) -> Callable[[],
     return answers
 
 
-def fresh_connection_client() -> httpx.AsyncClient:
+def fresh_connection_client() -> httpx2.AsyncClient:
     """An HTTP client that opens a new connection per request, so each lands on any worker."""
-    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
+    return httpx2.AsyncClient(limits=httpx2.Limits(max_keepalive_connections=0), timeout=10)
 
 
 def pubsub_clients(admin: redis.Redis, pids: set[int]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
+import httpx2
 
 PACKAGE = "{{ cookiecutter.project_slug }}"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,8 +143,8 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.output()}"
                 )
             try:
-                return httpx.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200
-            except httpx.HTTPError:
+                return httpx2.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200
+            except httpx2.HTTPError:
                 return False
 
         wait_for(up, timeout, f"server on port {self.port} not ready:\n{self.output()}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import httpx
+import httpx2
 import pytest
 
 from {{ cookiecutter.project_slug }}.auth import Principal
@@ -43,8 +43,8 @@ async def test_authorizer_runs_sync_and_async_rules(
     assert await Authorizer(rule).allows(alice, "room:1", action) is allowed
 
 
-def post(server: ServerProcess, token: str, channel: str) -> httpx.Response:
-    return httpx.post(
+def post(server: ServerProcess, token: str, channel: str) -> httpx2.Response:
+    return httpx2.post(
         f"{server.url}/channels/{channel}/events",
         json={"data": "hi"},
         headers={"Authorization": f"Bearer {token}"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +19,7 @@ CHANNEL = "room:1"
 
 def publish(
     client: TestClient, token: str | None, body: object, channel: str = CHANNEL
-) -> httpx.Response:
+) -> httpx2.Response:
     """POST an event; returns the response."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return client.post(f"/channels/{channel}/events", json=body, headers=headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +17,7 @@ from servers import channel_name
 
 def post(
     client: TestClient, token: str, channel: str, data: object, key: str | None
-) -> httpx.Response:
+) -> httpx2.Response:
     """Publish `data` with `Idempotency-Key: key` (when given)."""
     headers = {"Authorization": f"Bearer {token}"}
     if key is not None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from {{ cookiecutter.project_slug }}.jsonlogs import JsonFormatter
@@ -78,7 +78,7 @@ def test_every_line_of_a_real_server_is_json_without_tokens(
     """Startup, access lines (a token in the query string included), warnings, shutdown."""
     server = start_server(LOG_FORMAT="json")
     token = make_token(publish=[])
-    with httpx.Client(base_url=server.url, timeout=5) as http:
+    with httpx2.Client(base_url=server.url, timeout=5) as http:
         assert http.get("/healthz").status_code == 200
         refused = http.post("/channels/room:1/events", params={"token": token}, json={"data": 1})
         assert refused.status_code == 403
@@ -110,7 +110,7 @@ def test_with_workers_the_log_config_makes_the_supervisor_json_too(
     )
     try:
         server.wait_ready()
-        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert httpx2.get(f"{server.url}/healthz", timeout=5).status_code == 200
         server.signal(signal.SIGTERM)
         server.wait_exit(timeout=20)
         output = server.output()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -197,8 +197,8 @@ def test_jwks_settings_are_checked(values: dict[str, str], message: str) -> None
         load_settings(_env_file=None, **{"jwt_jwks_url": "https://idp/jwks", **values})
 
 
-def publish(url: str, token: str, channel: str) -> httpx.Response:
-    return httpx.post(
+def publish(url: str, token: str, channel: str) -> httpx2.Response:
+    return httpx2.post(
         f"{url}/channels/{channel}/events",
         json={"data": {"total": 42}},
         headers={"Authorization": f"Bearer {token}"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from {{ cookiecutter.project_slug }}.logs import RedactTokens, redact
@@ -47,8 +47,8 @@ def test_query_token_never_appears_in_server_output(
     server = start_server()
     token = make_token(publish=["room:*"])
     for path in ("/channels/room:1/events", "/channels/lobby/events"):
-        httpx.post(f"{server.url}{path}?token={token}", json={"data": 1})
-    httpx.post(f"{server.url}/channels/room:1/events?token=not-a-real-token", json={"data": 1})
+        httpx2.post(f"{server.url}{path}?token={token}", json={"data": 1})
+    httpx2.post(f"{server.url}/channels/room:1/events?token=not-a-real-token", json={"data": 1})
     server.signal(2)
     server.wait_exit(10)
     output = server.output()
@@ -95,9 +95,9 @@ def test_no_token_reaches_the_log_at_uvicorn_trace_level(
         plain, encoded, header = (make_token(sub=s, publish=["room:*"]) for s in "peh")
         url = f"{server.url}/channels/room:1/events"
         responses = [
-            httpx.post(f"{url}?token={plain}", json={"data": 1}, timeout=5),
-            httpx.post(f"{url}?%74oken={encoded}", json={"data": 1}, timeout=5),
-            httpx.post(url, json={"data": 1}, headers={"Authorization": f"Bearer {header}"}),
+            httpx2.post(f"{url}?token={plain}", json={"data": 1}, timeout=5),
+            httpx2.post(f"{url}?%74oken={encoded}", json={"data": 1}, timeout=5),
+            httpx2.post(url, json={"data": 1}, headers={"Authorization": f"Bearer {header}"}),
         ]
         assert [r.status_code for r in responses] == [202, 202, 202]
         server.signal(2)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-import httpx
+import httpx2
 import jwt
 import pytest
 
@@ -115,7 +115,7 @@ def test_history_max_bytes_is_read_from_the_environment(start_server: ServerFact
         algorithm="HS256",
     )
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.url, timeout=5) as http:
+    with httpx2.Client(base_url=server.url, timeout=5) as http:
         ids = [
             http.post(
                 f"/channels/spray:{n}/events", json={"data": "x" * 4000}, headers=headers

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from {{ cookiecutter.project_slug }}.metrics_group import MetricsGroup
@@ -51,7 +51,7 @@ async def worker_samples(socket: Path) -> dict[str, float]:
 
 def scrape(server: ServerProcess) -> dict[str, float]:
     """One `/metrics` scrape: `name{labels}` -> value."""
-    response = httpx.get(f"{server.url}/metrics", timeout=5)
+    response = httpx2.get(f"{server.url}/metrics", timeout=5)
     assert response.status_code == 200
     values = {}
     for line in response.text.splitlines():
@@ -86,7 +86,7 @@ def publish_until_both_workers_counted(server: ServerProcess, token: str) -> int
     sent = 0
     while sent < PUBLISHES or min(published_per_worker(server)) == 0:
         assert sent < 500, "every publish went to the same worker"
-        response = httpx.post(
+        response = httpx2.post(
             f"{server.url}/channels/metrics-test/events",
             json={"data": sent},
             headers={"Authorization": f"Bearer {token}"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -40,7 +40,7 @@ def authorize(document: dict[str, Any], operation: dict[str, Any], token: str) -
 
 def try_it_out(
     client: TestClient, document: dict[str, Any], credentials: dict[str, Any], channel: str
-) -> httpx.Response:
+) -> httpx2.Response:
     """Send the publish operation's own example body, as "Try it out" does."""
     operation = document["paths"][PUBLISH_PATH]["post"]
     body = operation["requestBody"]["content"]["application/json"]["example"]

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
@@ -43,9 +43,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+async def http(app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
 
 
@@ -56,7 +56,7 @@ def published_count(metrics_text: str) -> float:
 
 
 async def test_python_and_http_publishes_share_ids_order_and_history(
-    app: FastAPI, http: httpx.AsyncClient, make_token: TokenFactory
+    app: FastAPI, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """Subscribers get both kinds in order; a resume from an HTTP id replays the Python one."""
     ch = channel_name()
@@ -79,7 +79,7 @@ async def test_python_and_http_publishes_share_ids_order_and_history(
 
 
 async def test_the_dependency_and_background_tasks_publish(
-    app: FastAPI, http: httpx.AsyncClient
+    app: FastAPI, http: httpx2.AsyncClient
 ) -> None:
     """`PublisherDep` in a route, and handed to `BackgroundTasks`, both deliver and count."""
     order = channel_name().removeprefix("room:")

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from redis.crc import key_slot
 
@@ -246,7 +246,7 @@ async def test_not_a_cluster_is_not_ready(
 ) -> None:
     """REDIS_CLUSTER=true pointed at a plain Redis: /readyz and publish answer 503, the server runs."""
     server = start_server(REDIS_URL=redis_url, REDIS_CLUSTER="true")
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx2.AsyncClient(timeout=10) as http:
         assert (await http.get(f"{server.url}/readyz")).status_code == 503
         response = await publish(http, server.url, "cluster-test:plain", 1, make_token())
         assert response.status_code == 503

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from {{ cookiecutter.project_slug }}.broadcast import BroadcasterUnavailable
@@ -37,10 +37,10 @@ async def test_publish_raises_while_redis_is_down_and_works_again_after(
     app = create_app(settings_factory(redis_url=own_redis.url))
     publisher = Publisher.of(app)
     headers = {"Authorization": f"Bearer {make_token()}"}
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx2.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+        httpx2.AsyncClient(transport=transport, base_url="http://test") as http,
     ):
         first = await publisher.publish("jobs:done", {"n": 1})
         own_redis.stop()

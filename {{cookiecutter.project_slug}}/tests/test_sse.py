@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -38,14 +38,14 @@ def server(start_server: ServerFactory) -> ServerProcess:
 
 
 @pytest.fixture
-async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+async def http(server: ServerProcess) -> AsyncIterator[httpx2.AsyncClient]:
     """An HTTP client of `server`, for publishing and scraping."""
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
 
 
 async def publish(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     token: str,
     data: Any,
     *,
@@ -63,7 +63,7 @@ async def publish(
     return event_id
 
 
-async def metric(client: httpx.AsyncClient, name: str) -> float:
+async def metric(client: httpx2.AsyncClient, name: str) -> float:
     """The value of one series (name with labels) in `/metrics`."""
     text = (await client.get("/metrics")).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
@@ -163,7 +163,7 @@ def test_the_stream_is_documented_in_openapi(client: TestClient) -> None:
 
 
 async def test_stream_headers_retry_and_framing(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """Headers, `retry:` first, then id/event/data with unicode and nested JSON intact."""
     token = make_token()
@@ -245,7 +245,7 @@ async def test_idle_heartbeats_are_never_further_apart_than_the_interval() -> No
 
 
 async def test_500_rapid_publishes_arrive_in_order(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """Events published back to back arrive complete and in publish order."""
     token = make_token()
@@ -261,7 +261,7 @@ async def test_500_rapid_publishes_arrive_in_order(
     await stream.close()
 
 
-async def _delivered_at_least(http: httpx.AsyncClient, count: int) -> bool:
+async def _delivered_at_least(http: httpx2.AsyncClient, count: int) -> bool:
     return await metric(http, 'realtime_events_delivered_total{transport="sse"}') >= count
 
 
@@ -270,7 +270,7 @@ async def _delivered_at_least(http: httpx.AsyncClient, count: int) -> bool:
 
 @pytest.mark.parametrize("via", ["header", "query"])
 async def test_resume_replays_exactly_the_missed_events_then_live(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory, via: str
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory, via: str
 ) -> None:
     """`Last-Event-ID` (or `last_event_id`) replays what came after it, then live, no dup."""
     token = make_token()
@@ -293,7 +293,7 @@ async def test_resume_replays_exactly_the_missed_events_then_live(
 
 
 async def test_the_header_wins_over_the_query_parameter(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """An EventSource reconnect sends a newer `Last-Event-ID` than its URL's; that one counts."""
     token = make_token()
@@ -306,7 +306,7 @@ async def test_the_header_wins_over_the_query_parameter(
     await stream.close()
 
 
-async def _assert_resync_then_live(stream: SSEStream, http: httpx.AsyncClient, token: str) -> None:
+async def _assert_resync_then_live(stream: SSEStream, http: httpx2.AsyncClient, token: str) -> None:
     await first_frame(stream)
     resync = await stream.next_event()
     assert resync.event == "resync"
@@ -322,7 +322,7 @@ async def test_resume_from_a_trimmed_id_sends_resync_first(
     """An id older than the retained history (HISTORY_SIZE) gets `resync`, then live only."""
     server = start_server(HISTORY_SIZE="5")
     token = make_token()
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         # A broadcaster keeps *at least* HISTORY_SIZE events (Redis trims in whole
         # blocks of about 100), so publish enough that the first one is surely gone.
         ids = [await publish(http, token, n) for n in range(250)]
@@ -332,7 +332,7 @@ async def test_resume_from_a_trimmed_id_sends_resync_first(
 
 
 async def test_resume_from_an_unknown_id_sends_resync_first(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """A garbage id can't be resumed from: `resync`, then live only."""
     token = make_token()
@@ -379,7 +379,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
     server = start_server(OUTBOUND_QUEUE_SIZE="100", HEARTBEAT_INTERVAL="1")
     token = make_token()
     count, payload = 2000, "x" * 8_000  # 16 MB to each reader
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         readers = [await open_stream(server.port, CHANNEL, token=token) for _ in range(2)]
         slow = _open_non_reading_client(server.port, token)
         await wait_until(lambda: _connections_are(http, 3), 5, "the three streams never all opened")
@@ -403,7 +403,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
 
 
 async def test_a_write_that_never_completes_drops_the_client(
-    server: ServerProcess, http: httpx.AsyncClient, make_token: TokenFactory
+    server: ServerProcess, http: httpx2.AsyncClient, make_token: TokenFactory
 ) -> None:
     """A client whose socket stays full for 2 x HEARTBEAT_INTERVAL is dropped before its queue fills."""
     token = make_token()
@@ -421,7 +421,7 @@ async def test_a_write_that_never_completes_drops_the_client(
 
 
 async def _publish_concurrently(
-    http: httpx.AsyncClient, token: str, count: int, payload: str, publishers: int = 4
+    http: httpx2.AsyncClient, token: str, count: int, payload: str, publishers: int = 4
 ) -> list[list[str]]:
     """Publish `count` events from a few concurrent publishers; each one's ids, in its order."""
 
@@ -439,11 +439,11 @@ def _assert_is_publish_order(received: list[str], published: list[list[str]]) ->
         assert [position[i] for i in ids] == sorted(position[i] for i in ids)
 
 
-async def _connections_are(http: httpx.AsyncClient, count: int) -> bool:
+async def _connections_are(http: httpx2.AsyncClient, count: int) -> bool:
     return await metric(http, 'realtime_connections{transport="sse"}') == count
 
 
-async def _slow_consumers_are(http: httpx.AsyncClient, count: int) -> bool:
+async def _slow_consumers_are(http: httpx2.AsyncClient, count: int) -> bool:
     return await metric(http, 'realtime_slow_consumer_disconnects_total{transport="sse"}') == count
 
 
@@ -507,7 +507,7 @@ async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
     reader = await open_stream(server.port, CHANNEL, token=token)
     await first_frame(reader)
     slow = _open_non_reading_client(server.port, token)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         await wait_until(lambda: _connections_are(http, 2), 5, "the streams never opened")
         reading = asyncio.create_task(reader.events(200, timeout=30))
         for n in range(200):  # 12 MB: the slow client's socket is full long before the end

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from conftest import ServerFactory, TokenFactory
 from sse_client import open_stream
@@ -22,7 +22,7 @@ async def test_sse_streams_ask_the_rule(
     stream = await open_stream(server.port, "room:1", token=make_token(sub="alice"))
     try:
         assert stream.status == 200
-        async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
             token = make_token(sub="carol", roles=["moderator"])
             response = await http.post(
                 "/channels/room:1/events",

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from extending_apps import MIDDLEWARE_APPS, POISON, check_plain_routes
@@ -20,7 +20,7 @@ from servers import wait_for
 from sse_client import Frame, SSEStream, open_stream
 
 
-async def publish(http: httpx.AsyncClient, token: str, channel: str, data: Any) -> str:
+async def publish(http: httpx2.AsyncClient, token: str, channel: str, data: Any) -> str:
     """Publish one event; its id."""
     response = await http.post(
         f"/channels/{channel}/events",
@@ -82,7 +82,7 @@ async def test_streams_work_with_middleware(
     server = start_server(factory=MIDDLEWARE_APPS[name])
     token = make_token()
     channel = f"room:{name}"
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         first = await open_stream(server.port, channel, token=token, gzip=True)
         assert first.status == 200
         await check_plain_routes(name, http)
@@ -130,7 +130,7 @@ async def test_a_failing_stream_is_logged_once_and_ends_alone(
     """An exception inside one stream ends that stream only, with one log record naming it."""
     server = start_server(factory="extending_apps:with_failing_middleware")
     token = make_token()
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         failing = await open_stream(server.port, "room:doomed", token=token)
         other = await open_stream(server.port, "room:fine", token=token)
         await heartbeat(failing)
@@ -160,7 +160,7 @@ async def test_a_stream_under_a_path_prefix(
     """Mounted at /realtime in another app: the host's lifespan runs, streams work and end on shutdown."""
     server = start_server(factory="extending_apps:mounted", health_path="/realtime/healthz")
     token = make_token()
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         assert (await http.get("/")).json() == {"started": ["host"]}
         assert (await http.get("/healthz")).status_code == 404
         stream = await open_stream(server.port, "room:1", token=token, prefix="/realtime")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from hypothesis import given, settings
@@ -42,7 +42,7 @@ def server(shared_server: SharedServerFactory) -> ServerProcess:
     """One server with a few retained events on `CHANNEL`."""
     process = shared_server()
     for n in range(3):
-        response = httpx.post(
+        response = httpx2.post(
             f"{process.url}/channels/{CHANNEL}/events",
             json={"data": n},
             headers={"Authorization": f"Bearer {_token()}"},
@@ -122,6 +122,6 @@ def server_first_id(server: ServerProcess) -> str:
 
 def test_the_fuzzed_server_logged_no_exception(server: ServerProcess) -> None:
     """After the fuzzing: `/healthz` answers, and no traceback was logged."""
-    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    assert httpx2.get(f"{server.url}/healthz", timeout=5).status_code == 200
     output = server.output()
     assert "Traceback" not in output and "Exception in ASGI application" not in output

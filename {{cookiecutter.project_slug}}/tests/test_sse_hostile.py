@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import pytest
 
 from conftest import ServerFactory, TokenFactory
@@ -20,7 +20,7 @@ def server(start_server: ServerFactory) -> ServerProcess:
     return start_server()
 
 
-async def _publish(http: httpx.AsyncClient, token: str, body: bytes) -> httpx.Response:
+async def _publish(http: httpx2.AsyncClient, token: str, body: bytes) -> httpx2.Response:
     return await http.post(
         f"/channels/{CHANNEL}/events",
         content=body,
@@ -34,7 +34,7 @@ async def test_an_unencodable_publish_never_reaches_a_stream(
     """`1e999` and a lone surrogate are 422; the subscriber's next event is the valid one."""
     token = make_token()
     stream = await open_stream(server.port, CHANNEL, token=token)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         before = (await _publish(http, token, b'{"data": 0}')).json()["id"]
         assert (await stream.next_event()).id == before
         for body in (b'{"data": 1e999}', b'{"data": [-1e999]}', b'{"data": "\\ud800"}'):
@@ -69,7 +69,7 @@ async def test_a_hostile_last_event_id_gets_resync_then_live(
 ) -> None:
     """Non-ASCII digits and 5,000-digit ids are unknown ids: `resync`, then live events."""
     token = make_token()
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         first = await _publish(http, token, b'{"data": 0}')
         for hostile in _hostile_ids(first.json()["id"]):
             stream = await open_stream(
@@ -93,7 +93,7 @@ async def test_max_connections_per_subject_answers_429_and_spares_other_subjects
     alice = make_token(sub="alice")
     streams = [await open_stream(server.port, CHANNEL, token=alice) for _ in range(2)]
     assert [s.status for s in streams] == [200, 200]
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
         refused = await http.get(
             f"/channels/{CHANNEL}/events", headers={"Authorization": f"Bearer {alice}"}
         )

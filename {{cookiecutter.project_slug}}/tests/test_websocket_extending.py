@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import httpx
+import httpx2
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
@@ -73,7 +73,7 @@ async def test_websockets_work_with_middleware(
 ) -> None:
     """With the middleware added: delivery, pings, resume and shutdown all still work."""
     server = start_server(factory=MIDDLEWARE_APPS[name], **HEARTBEAT)
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         await check_plain_routes(name, http)
     token = make_token()
     ws = await open_ws(server, token)
@@ -133,7 +133,7 @@ async def test_websockets_under_a_path_prefix(
     ws = await open_ws(server, token, path="/realtime/ws")
     channel = channel_name()
     await subscribe(ws, channel)
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         assert (await http.get("/")).json() == {"started": ["host"]}
         response = await http.post(
             f"/realtime/channels/{channel}/events",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from hypothesis import given, settings
@@ -169,7 +169,7 @@ def test_fuzzed_server_stays_healthy_and_logged_no_exception(
     """After the fuzzing: `/healthz` answers, and no traceback or ASGI error was logged."""
     # Module-scoped fixtures keep the order: this runs after the property test.
     fuzzer.close()
-    assert httpx.get(f"{fuzz_server.url}/healthz", timeout=5).status_code == 200
+    assert httpx2.get(f"{fuzz_server.url}/healthz", timeout=5).status_code == 200
     output = fuzz_server.output()
     assert "Traceback" not in output
     assert "Exception in ASGI application" not in output

@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from conftest import ServerFactory, TokenFactory
 from redis_server import start_redis_server
@@ -33,7 +33,7 @@ async def test_redis_outage_is_answered_unavailable_and_the_socket_stays(
             assert (await request(ws, resume))["code"] == "unavailable"
 
             redis.start()
-            async with httpx.AsyncClient(base_url=server.url) as http, asyncio.timeout(15):
+            async with httpx2.AsyncClient(base_url=server.url) as http, asyncio.timeout(15):
                 while (await http.get("/readyz")).status_code != 200:
                     await asyncio.sleep(0.1)
             # Live delivery resumes on the subscription made before the outage.

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -150,7 +150,7 @@ async def publish_http(
     body: dict[str, Any] = {"data": data}
     if event is not None:
         body["event"] = event
-    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+    async with httpx2.AsyncClient(base_url=server.url, timeout=5) as http:
         response = await http.post(
             f"/channels/{channel}/events",
             json=body,
@@ -163,7 +163,7 @@ async def publish_http(
 
 def metric(server: ServerProcess, name: str, transport: str | None = "websocket") -> float:
     """The current value of `name{transport=...}` (or unlabelled `name`) on `/metrics`."""
-    text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    text = httpx2.get(f"{server.url}/metrics", timeout=5).text
     # Built by concatenation: doubled braces would read as template syntax here.
     prefix = name + ('{transport="' + transport + '"} ' if transport else " ")
     for line in text.splitlines():
