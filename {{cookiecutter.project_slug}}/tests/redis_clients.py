@@ -67,24 +67,27 @@ class Subscriber:
         return self
 
     async def wait_for_events(self, count: int, timeout: float) -> list[Received]:
-        """Wait until at least `count` events have arrived (a timeout says what did)."""
-        try:
-            await self.wait_until(lambda: len(self.events) >= count, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self.channel}: {len(self.events)} of {count} events within {timeout} s: "
-                f"{self.payloads}"
-            ) from None
+        """Wait until at least `count` events have arrived."""
+        await self.wait_until(lambda: len(self.events) >= count, timeout)
         return self.events
 
     async def wait_until(self, condition: Any, timeout: float) -> None:
-        """Wait until `condition()` holds (checked whenever something arrives)."""
-        async with asyncio.timeout(timeout):
-            while not condition():
-                if self.closed:
-                    raise EOFError(f"the server closed the {TRANSPORT} connection")
-                self._changed.clear()
-                await self._changed.wait()
+        """Wait until `condition()` holds (checked whenever something arrives).
+
+        A timeout says which channel it was and what had arrived by then.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    if self.closed:
+                        raise EOFError(f"the server closed the {TRANSPORT} connection")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.channel}: not so within {timeout} s; {self.heartbeats} heartbeats, "
+                f"{len(self.events)} events: {self.payloads}"
+            ) from None
 
     @property
     def ids(self) -> list[str]:
