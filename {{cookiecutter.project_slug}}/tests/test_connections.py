@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
+
+import pytest
 
 from {{ cookiecutter.project_slug }}.auth import Principal
 from {{ cookiecutter.project_slug }}.connections import (
     CloseReason,
     Connection,
     ConnectionRegistry,
+    ExpiryTimers,
     Refusal,
 )
 from {{ cookiecutter.project_slug }}.metrics import Metrics
@@ -34,6 +38,13 @@ class Recorded(Connection):
 
     def close(self, reason: CloseReason) -> None:
         self.closed.append(reason)
+
+
+class FailsToClose(Recorded):
+    """A connection whose close fails."""
+
+    def close(self, reason: CloseReason) -> None:
+        raise ValueError("a bug in one connection")
 
 
 class Broken(Recorded):
@@ -121,6 +132,78 @@ async def test_an_expired_token_closes_its_connection() -> None:
     connection = Recorded(exp=time.time() - 1)
     registry.admit(connection)
     await _wait_until(lambda: connection.closed == [CloseReason.TOKEN_EXPIRED])
+
+
+async def test_connections_expiring_in_the_same_second_share_one_timer() -> None:
+    """One timer per second tokens expire in; the last connection to go cancels it."""
+    timers = ExpiryTimers()
+    soon = float(int(time.time()) + 3600)
+    same = [Recorded(exp=soon), Recorded(exp=soon - 0.5)]  # both close at `soon`
+    later = Recorded(exp=soon + 1)
+    for connection in (*same, later):
+        timers.add(connection)
+    assert len(timers) == 2
+    assert [c.expires_at for c in (*same, later)] == [soon, soon, soon + 1]
+    timers.discard(same[0])
+    assert len(timers) == 2
+    timers.discard(same[1])
+    timers.discard(later)
+    assert len(timers) == 0
+    assert not any(c.closed for c in (*same, later))
+
+
+async def test_a_token_expiring_within_a_second_closes_at_that_second_not_before() -> None:
+    """An `exp` with a fraction is rounded up to its whole second: never early."""
+    timers = ExpiryTimers()
+    exp = time.time() + 0.2
+    connection = Recorded(exp=exp)
+    timers.add(connection)
+    await _wait_until(lambda: connection.closed == [CloseReason.TOKEN_EXPIRED])
+    assert time.time() >= exp
+    assert connection.expires_at is None
+    assert len(timers) == 0
+
+
+async def test_one_failing_close_does_not_keep_the_others_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection whose close raises is logged; the others sharing its timer still close."""
+    timers = ExpiryTimers()
+    exp = time.time() - 1
+    broken, healthy = FailsToClose("bob", exp=exp), Recorded(exp=exp)
+    timers.add(broken)
+    timers.add(healthy)
+    await _wait_until(lambda: healthy.closed == [CloseReason.TOKEN_EXPIRED])
+    assert "closing a test connection failed" in caplog.text
+
+
+async def test_adding_again_moves_a_connection_to_its_new_second() -> None:
+    """A refreshed token rearms the expiry: the old second's timer goes with it."""
+    timers = ExpiryTimers()
+    connection = Recorded(exp=time.time() + 60)
+    timers.add(connection)
+    connection.principal = Principal(
+        sub="alice", exp=time.time() + 3600, subscribe=("*",), publish=("*",)
+    )
+    timers.add(connection)
+    assert len(timers) == 1
+    assert connection.expires_at == math.ceil(connection.principal.exp)
+
+
+async def test_the_registry_renews_the_expiry_of_its_own_connections_only() -> None:
+    """`renew_expiry` rearms an admitted connection; a released one stays unarmed."""
+    registry = _registry()
+    connection = Recorded(exp=time.time() + 60)
+    registry.admit(connection)
+    connection.principal = Principal(
+        sub="alice", exp=time.time() + 3600, subscribe=("*",), publish=("*",)
+    )
+    registry.renew_expiry(connection)
+    assert connection.expires_at == math.ceil(connection.principal.exp)
+    registry.release(connection)
+    assert connection.expires_at is None
+    registry.renew_expiry(connection)
+    assert connection.expires_at is None
 
 
 async def test_the_ticker_ticks_every_connection_despite_a_broken_one() -> None:

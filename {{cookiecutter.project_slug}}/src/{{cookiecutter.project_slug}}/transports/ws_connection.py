@@ -365,7 +365,7 @@ class WebSocketConnection(StreamConnection[str]):
         # The new claims govern what follows, and what is already subscribed:
         # a narrower token is how a client's access is taken back.
         self.principal = principal
-        self.schedule_expiry()
+        self._service.connections.renew_expiry(self)
         authorizer = self._service.authorizer
         revoked = [
             c
