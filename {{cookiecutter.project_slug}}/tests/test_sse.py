@@ -226,7 +226,7 @@ async def test_idle_heartbeats_are_never_further_apart_than_the_interval() -> No
         shutdown_grace=10.0,
         metrics=Metrics(["sse"]),
     )
-    serving = asyncio.create_task(connection.run(receive, send))
+    serving = asyncio.create_task(connection.serve(receive, send))
 
     async def let_the_writer_write() -> None:
         for _ in range(3):

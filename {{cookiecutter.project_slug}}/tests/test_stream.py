@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Send
 
 from {{ cookiecutter.project_slug }}.auth import Principal
 from {{ cookiecutter.project_slug }}.connections import CloseReason
@@ -20,6 +20,7 @@ TRANSPORT = "test"
 INTERVAL = 1.0  # heartbeat interval: the stall limit is twice that
 QUEUE_SIZE = 4
 GOODBYE: Message = {"type": "test.goodbye"}
+GONE: Message = {"type": "test.gone"}
 
 
 class Socket:
@@ -68,16 +69,40 @@ class Scripted(StreamConnection[str]):
             metrics=Metrics([TRANSPORT]),
         )
         self.keep_alives = 0
+        self.swallow_cancellation = False  # a read that catches its cancellation
+        self.served = 0
+        self.failures: list[BaseException] = []
+
+    def _served(self) -> None:
+        self.served += 1
+
+    async def _failed(self, error: BaseException, send: Send) -> None:
+        self.failures.append(error)
+
+    async def _read(self, receive: Receive) -> None:
+        while True:
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if not self.swallow_cancellation:
+                    raise
+                return
+            if message is GONE:
+                self.close(CloseReason.SHUTDOWN)
+                return
+            if message["type"] == "test.bug":
+                raise RuntimeError("a bug in reading")
 
     def describe(self) -> str:
         return "sub='alice'"
 
-    async def _write_queued(self, send: Send) -> int:
-        batch, events = self.outbox.take(), self.outbox.taken_events
-        for item in batch:
-            await send({"type": "test.send", "text": item.id if isinstance(item, Event) else item})
-            self.writes += 1
-        return events
+    def _next_message(self) -> tuple[Message, int]:
+        item = self.outbox.queued.popleft()
+        if self.outbox.uncounted:
+            self.outbox.forget(item)
+        if isinstance(item, Event):
+            return {"type": "test.send", "text": item.id}, 1
+        return {"type": "test.send", "text": item}, 0
 
     def _still_due(self, item: Event | str) -> bool:
         return isinstance(item, str)
@@ -377,3 +402,117 @@ async def test_a_bad_state_transition_raises_naming_what_was_expected(
     with pytest.raises(RuntimeError, match=f"expected the connection to be {expected}, not"):
         connection._enter(target)
     assert connection.state is start
+
+
+class Client:
+    """What a client sends: the `receive` side of a connection."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def receive(self) -> Message:
+        return await self.messages.get()
+
+
+async def test_serve_reads_in_its_own_task_and_interrupts_the_read_once_the_writer_ends(
+    socket: Socket,
+) -> None:
+    """Closing ends the writer; the read is interrupted and the task isn't left cancelled."""
+    connection = Scripted()
+    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    connection.close(CloseReason.SHUTDOWN)
+    async with asyncio.timeout(5):
+        await task
+    assert task.cancelling() == 0
+    assert socket.sent[-1] == GOODBYE
+    assert connection.state is StreamState.CLOSED
+    assert (connection.served, connection.failures) == (1, [])
+
+
+async def test_serve_goes_on_in_a_task_whose_read_was_interrupted(socket: Socket) -> None:
+    """After `serve` the caller's task awaits as usual: the interruption was taken back."""
+    connection = Scripted()
+
+    async def serve_then_wait() -> str:
+        await connection.serve(Client().receive, socket.send)
+        await asyncio.sleep(0.01)  # would raise if the cancellation were still pending
+        return "went on"
+
+    task = asyncio.create_task(serve_then_wait())
+    await _until(lambda: connection._reading is task)
+    connection.close(CloseReason.SHUTDOWN)
+    async with asyncio.timeout(5):
+        assert await task == "went on"
+
+
+async def test_serve_takes_back_a_cancellation_the_read_swallowed(socket: Socket) -> None:
+    """A read that catches the interruption and returns leaves no cancellation behind."""
+    connection = Scripted()
+    connection.swallow_cancellation = True
+    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    connection.close(CloseReason.SHUTDOWN)
+    async with asyncio.timeout(5):
+        await task
+    assert task.cancelling() == 0
+
+
+async def test_serve_lets_someone_elses_cancellation_through(socket: Socket) -> None:
+    """Cancelling the serving task cancels it, and stops its writer."""
+    connection = Scripted()
+    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    writer = connection._writer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
+    assert writer is not None and writer.done()
+    assert connection.served == 1
+
+
+async def test_serve_ends_once_the_client_goes_and_the_writer_has_finished(
+    socket: Socket,
+) -> None:
+    """A read that ends the connection itself is not interrupted; the writer finishes."""
+    connection = Scripted()
+    client = Client()
+    task = asyncio.create_task(connection.serve(client.receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    client.messages.put_nowait(GONE)
+    async with asyncio.timeout(5):
+        await task
+    assert not connection._read_interrupted
+    assert socket.sent[-1] == GOODBYE
+
+
+async def test_serve_hands_what_the_read_raised_to_the_transport(socket: Socket) -> None:
+    """A read that fails is a bug: the writer is stopped, `_failed` gets it, `_served` runs."""
+    connection = Scripted()
+    client = Client()
+    task = asyncio.create_task(connection.serve(client.receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    writer = connection._writer
+    client.messages.put_nowait({"type": "test.bug"})
+    async with asyncio.timeout(5):
+        await task
+    assert [str(error) for error in connection.failures] == ["a bug in reading"]
+    assert writer is not None and writer.cancelled()
+    assert connection.served == 1
+
+
+async def test_a_cut_off_interrupts_the_read(socket: Socket) -> None:
+    """A closing client whose goodbye doesn't go out is cut off: the read ends too."""
+    connection = Scripted()
+    socket.stall()
+    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    connection.close(CloseReason.SHUTDOWN)
+    await _until(lambda: socket.pending == 1)
+    connection.tick(100.0)
+    connection.tick(100.0 + 2 * INTERVAL + 0.1)
+    async with asyncio.timeout(5):
+        await task
+    assert connection.state is StreamState.CUT_OFF
+    assert task.cancelling() == 0

@@ -165,37 +165,21 @@ class SSEConnection(StreamConnection[bytes]):
             return b": token expired\n\n"
         return b""
 
-    async def run(self, receive: Receive, send: Send) -> None:
-        """Stream until the client goes or the stream is closed."""
-        writer = self._start_writer(send)
-        watcher = asyncio.create_task(self._watch(receive), name="sse-disconnect")
-        try:
-            await self._until_ended()  # the writer has ended, or the client has gone
-        finally:
-            self.outbox.close()
-            for task in (writer, watcher):
-                task.cancel()
-            await asyncio.wait((writer, watcher))
-        errors = [
-            error
-            for task in (writer, watcher)
-            if not task.cancelled() and (error := task.exception()) is not None
-        ]
-        abandoned = self.state is StreamState.CUT_OFF
-        if errors:
-            # A bug (ours, or a middleware's `send`), not a client going away.
-            # Logged here, once, with what only we know; raised, it would reach
-            # the middleware and the server, which log it again without context
-            # and may try to answer a response that has long started.
-            logger.error("SSE stream failed (%s); ending it", self.describe(), exc_info=errors[0])
-            self.outbox.close()
-            abandoned = not await self._finish(send)
-        if abandoned:
+    def _served(self) -> None:
+        self.outbox.close()
+        if self.state is StreamState.CUT_OFF:
             _ABANDONED.set(True)
 
-    async def _watch(self, receive: Receive) -> None:
+    async def _failed(self, error: BaseException, send: Send) -> None:
+        logger.error("SSE stream failed (%s); ending it", self.describe(), exc_info=error)
+        self.outbox.close()
+        if not await self._finish(send):
+            _ABANDONED.set(True)
+
+    async def _read(self, receive: Receive) -> None:
         # uvicorn answers `http.disconnect` when the client goes away (or once the
-        # response is complete), so a closed client frees its slot at once.
+        # response is complete), so a closed client frees its slot at once: the
+        # writer isn't waited for.
         try:
             message: Message = {}
             while message.get("type") != "http.disconnect":
@@ -217,19 +201,16 @@ class SSEConnection(StreamConnection[bytes]):
         await send({"type": "http.response.body", "body": RETRY, "more_body": True})
         self.writes += 1
 
-    async def _write_queued(self, send: Send) -> int:
+    def _next_message(self) -> tuple[Message, int]:
         # Everything queued in one message: a client that fell behind catches up
-        # in one write.
+        # in one write (uvicorn's `send` waits while the socket's buffers are full).
         batch, events = self.outbox.take(), self.outbox.taken_events
         if len(batch) == 1:  # the usual case while the client keeps up
             item = batch[0]
             body = item.sse_frame if isinstance(item, Event) else item
         else:
             body = b"".join([i.sse_frame if isinstance(i, Event) else i for i in batch])
-        # uvicorn's `send` waits here while the socket's buffers are full.
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-        self.writes += 1
-        return events
+        return {"type": "http.response.body", "body": body, "more_body": True}, events
 
     def _still_due(self, item: Event | bytes) -> bool:
         # On shutdown what is queued still goes out; after an expired token or
@@ -291,7 +272,7 @@ class EventStreamResponse(Response):
     async def serve(self, receive: Receive, send: Send) -> None:
         """Run the stream, free the connection's subscription and slot, then run `background`."""
         try:
-            await self._connection.run(receive, send)
+            await self._connection.serve(receive, send)
         finally:
             self.discard()
         if self.background is not None:

@@ -1,10 +1,11 @@
-"""One accepted WebSocket: a reader task, a writer task, and the state they share.
+"""One accepted WebSocket: its reading, its writer task, and the state they share.
 
 It is served by `asgi.hand_off`: after the route has returned, on the server's
 own ASGI `receive` and `send`, or inside the middleware when the app has some
-that may touch bodies. The reader handles client frames in order. The writer,
-the stall limit, the slow-consumer drop and closing are `StreamConnection`'s;
-this module adds the protocol: frames, close codes, pings and the idle timeout.
+that may touch bodies. Client frames are handled in order, in the server's
+task for the connection. The writer, the stall limit, the slow-consumer drop
+and closing are `StreamConnection`'s; this module adds the protocol: frames,
+close codes, pings and the idle timeout.
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ class WebSocketConnection(StreamConnection[str]):
         self._last_received = now
         self._last_ping = now
         self._close_frame = (GOING_AWAY, "")
-        self._reader: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         """Who this is, for log lines."""
@@ -113,31 +113,19 @@ class WebSocketConnection(StreamConnection[str]):
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def serve(self, receive: Receive, send: Send) -> None:
-        """Serve the connection until it is closed, by either side or by `tick`."""
-        writer = self._start_writer(send)
-        self._reader = asyncio.create_task(self._read_loop(receive), name="ws-reader")
-        try:
-            # The writer ends last: after the close frame, or once the socket is gone.
-            await self._until_ended()
-        finally:
-            for task in (self._reader, writer):
-                task.cancel()
-            outcomes = await asyncio.gather(self._reader, writer, return_exceptions=True)
-            channels = sorted(self.channels)
-            self._release()
-        errors = [o for o in outcomes if isinstance(o, Exception)]
-        if errors:
-            # A bug (ours, or a middleware's `send`), not a client going away:
-            # logged once here, with the context only we have, and not raised
-            # into the middleware and the server, which would log it again.
-            logger.error(
-                "WebSocket connection failed (sub=%r, channels=%s); closing it",
-                self.principal.sub,
-                channels or "none",
-                exc_info=errors[0],
-            )
-            with contextlib.suppress(Exception):
+    def _served(self) -> None:
+        self._release()
+
+    async def _failed(self, error: BaseException, send: Send) -> None:
+        logger.error(
+            "WebSocket connection failed (sub=%r, channels=%s); closing it",
+            self.principal.sub,
+            sorted(self.channels) or "none",
+            exc_info=error,
+        )
+        with contextlib.suppress(Exception):
+            # Bounded: the client may have stopped reading too.
+            async with asyncio.timeout(self._close_limit):
                 await send(
                     {"type": "websocket.close", "code": INTERNAL_ERROR, "reason": "internal error"}
                 )
@@ -174,11 +162,6 @@ class WebSocketConnection(StreamConnection[str]):
         self.channels.clear()
         self._service.connections.release(self)
 
-    def _stop(self) -> None:
-        super()._stop()
-        if self._reader is not None:
-            self._reader.cancel()
-
     def _keep_alive(self, now: float) -> None:
         if now - self._last_received > self._stall_limit:
             self.close(CloseReason.IDLE)
@@ -194,23 +177,16 @@ class WebSocketConnection(StreamConnection[str]):
 
     # -- writing ---------------------------------------------------------------
 
-    async def _write_queued(self, send: Send) -> int:
-        # One item at a time, straight to the server: no list per wake-up, and
-        # none of `WebSocket.send_text`'s state check and wrapper per frame. A
-        # close meanwhile stops it, so that only what is still due follows.
-        outbox, queued, state, events = self.outbox, self.outbox.queued, self.state, 0
-        while queued and self.state is state:
-            item = queued.popleft()
-            if outbox.uncounted:  # a control item or replayed history is queued
-                outbox.forget(item)
-            if isinstance(item, Event):
-                events += 1
-                text = item.ws_text
-            else:
-                text = item
-            await send({"type": "websocket.send", "text": text})
-            self.writes += 1
-        return events
+    def _next_message(self) -> tuple[Message, int]:
+        # One item per frame, straight to the server: none of
+        # `WebSocket.send_text`'s state check and wrapper per frame.
+        outbox = self.outbox
+        item = outbox.queued.popleft()
+        if outbox.uncounted:  # a control item or replayed history is queued
+            outbox.forget(item)
+        if isinstance(item, Event):
+            return {"type": "websocket.send", "text": item.ws_text}, 1
+        return {"type": "websocket.send", "text": item}, 0
 
     def _still_due(self, item: Event | str) -> bool:
         # Replies queued before the close (a last `rate_limited`, say) still go
@@ -225,7 +201,9 @@ class WebSocketConnection(StreamConnection[str]):
 
     # -- reading ---------------------------------------------------------------
 
-    async def _read_loop(self, receive: Receive) -> None:
+    async def _read(self, receive: Receive) -> None:
+        # Until the client goes, or once closing has begun: the writer then
+        # sends what is still due and the close frame.
         while self.state is StreamState.OPEN:
             message: Message
             try:
