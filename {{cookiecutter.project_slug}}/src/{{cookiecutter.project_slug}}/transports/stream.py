@@ -53,6 +53,10 @@ class StreamState(enum.Enum):
     CUT_OFF = "cut off"  # the writer was stopped mid-write: nothing more is sent
 
 
+# Looked up once per message by every writer: a module global is several times
+# cheaper than an attribute of the enum class.
+_OPEN = StreamState.OPEN
+
 # Each state, and the states it may be entered from.
 _ENTERED_FROM: dict[StreamState, tuple[StreamState, ...]] = {
     StreamState.OPEN: (),
@@ -97,7 +101,7 @@ class StreamConnection(Connection, Generic[T]):
         self._metrics = metrics
         self._why = ""
         self._goodbye = True  # whether the writer ends with the transport's goodbye
-        self._writing = False  # a batch is being written
+        self._writing = False  # the writer is writing (not waiting for its outbox)
         self._stalled_at = -1  # `writes` when the ticker first saw the current write pending
         self._stalled_since = 0.0
         self._writer: asyncio.Task[None] | None = None
@@ -332,38 +336,39 @@ class StreamConnection(Connection, Generic[T]):
     async def _write(self, send: Send) -> None:
         # One coroutine from hello to goodbye: each frame nested here would stay
         # alive, once per idle connection, for as long as the connection lasts.
+        #
+        # The writer only ever suspends in a `send` or waiting for its outbox, so
+        # `_writing` is true but while it waits: set per wake-up, not per message.
         try:
             delivered = self._metrics.events_delivered[self.transport]
             self._writing = True
             await self._say_hello(send)
-            self._writing = False
             outbox = self.outbox
             queued = outbox.queued
             while True:
                 if not queued:
                     if outbox.closed:
                         break
+                    self._writing = False
                     await outbox.wait()
+                    self._writing = True
                     continue
-                if self.state is not StreamState.OPEN:
+                if self.state is not _OPEN:
                     outbox.retain(self._still_due)  # closing: the outbox takes nothing new
                     if not queued:
                         continue
                 message, events = self._next_message()
-                self._writing = True
                 await send(message)
-                self._writing = False
                 self.writes += 1
                 delivered.count += events
             if self.state is StreamState.CLOSING:
                 if self._goodbye:
-                    self._writing = True
                     await self._say_goodbye(send)
-                    self._writing = False
                 self._enter(StreamState.CLOSED)
         except self.client_gone_errors:
             self._end(None, "client gone", goodbye=False)
         finally:
+            self._writing = False
             if self._cut_off_timer is not None:
                 self._cut_off_timer.cancel()
             self._stop_waiting()
