@@ -177,14 +177,19 @@ async def test_one_failing_close_does_not_keep_the_others_open(
     assert "closing a test connection failed" in caplog.text
 
 
+def _refresh(connection: Connection, ttl: float) -> None:
+    """Give `connection` a new token, good for `ttl` seconds (as a WebSocket `refresh` does)."""
+    connection.principal = Principal(
+        sub="alice", exp=time.time() + ttl, subscribe=("*",), publish=("*",)
+    )
+
+
 async def test_adding_again_moves_a_connection_to_its_new_second() -> None:
     """A refreshed token rearms the expiry: the old second's timer goes with it."""
     timers = ExpiryTimers()
     connection = Recorded(exp=time.time() + 60)
     timers.add(connection)
-    connection.principal = Principal(
-        sub="alice", exp=time.time() + 3600, subscribe=("*",), publish=("*",)
-    )
+    _refresh(connection, ttl=3600)
     timers.add(connection)
     assert len(timers) == 1
     assert connection.expires_at == math.ceil(connection.principal.exp)
@@ -195,9 +200,7 @@ async def test_the_registry_renews_the_expiry_of_its_own_connections_only() -> N
     registry = _registry()
     connection = Recorded(exp=time.time() + 60)
     registry.admit(connection)
-    connection.principal = Principal(
-        sub="alice", exp=time.time() + 3600, subscribe=("*",), publish=("*",)
-    )
+    _refresh(connection, ttl=3600)
     registry.renew_expiry(connection)
     assert connection.expires_at == math.ceil(connection.principal.exp)
     registry.release(connection)

@@ -414,13 +414,19 @@ class Client:
         return await self.messages.get()
 
 
+async def _serving(connection: Scripted, socket: Socket) -> asyncio.Task[None]:
+    """`connection` served in a task of its own (a client that sends nothing), once it reads."""
+    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
+    await _until(lambda: connection._reading is task)
+    return task
+
+
 async def test_serve_reads_in_its_own_task_and_interrupts_the_read_once_the_writer_ends(
     socket: Socket,
 ) -> None:
     """Closing ends the writer; the read is interrupted and the task isn't left cancelled."""
     connection = Scripted()
-    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
-    await _until(lambda: connection._reading is task)
+    task = await _serving(connection, socket)
     connection.close(CloseReason.SHUTDOWN)
     async with asyncio.timeout(5):
         await task
@@ -450,8 +456,7 @@ async def test_serve_takes_back_a_cancellation_the_read_swallowed(socket: Socket
     """A read that catches the interruption and returns leaves no cancellation behind."""
     connection = Scripted()
     connection.swallow_cancellation = True
-    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
-    await _until(lambda: connection._reading is task)
+    task = await _serving(connection, socket)
     connection.close(CloseReason.SHUTDOWN)
     async with asyncio.timeout(5):
         await task
@@ -461,8 +466,7 @@ async def test_serve_takes_back_a_cancellation_the_read_swallowed(socket: Socket
 async def test_serve_lets_someone_elses_cancellation_through(socket: Socket) -> None:
     """Cancelling the serving task cancels it, and stops its writer."""
     connection = Scripted()
-    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
-    await _until(lambda: connection._reading is task)
+    task = await _serving(connection, socket)
     writer = connection._writer
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -506,8 +510,7 @@ async def test_a_cut_off_interrupts_the_read(socket: Socket) -> None:
     """A closing client whose goodbye doesn't go out is cut off: the read ends too."""
     connection = Scripted()
     socket.stall()
-    task = asyncio.create_task(connection.serve(Client().receive, socket.send))
-    await _until(lambda: connection._reading is task)
+    task = await _serving(connection, socket)
     connection.close(CloseReason.SHUTDOWN)
     await _until(lambda: socket.pending == 1)
     connection.tick(100.0)
