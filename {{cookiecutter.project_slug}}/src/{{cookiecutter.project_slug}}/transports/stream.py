@@ -128,6 +128,18 @@ class StreamConnection(Connection, Generic[T]):
         """
 
     @abstractmethod
+    def _served(self) -> None:
+        """Called once serving has ended, however it ended: free what the connection holds."""
+
+    @abstractmethod
+    async def _failed(self, error: BaseException, send: Send) -> None:
+        """Report a bug (ours, or a middleware's `send`) that ended the connection, and end it.
+
+        Logged here, once, with what only the transport knows: raised, it would
+        reach the middleware and the server, which log it again without context.
+        """
+
+    @abstractmethod
     def _next_message(self) -> tuple[Message, int]:
         """The next ASGI message, made from the front of `outbox.queued` (never empty).
 
@@ -290,16 +302,6 @@ class StreamConnection(Connection, Generic[T]):
                     await self._failed(error, send)
             finally:
                 self._served()
-
-    def _served(self) -> None:
-        """Called once serving has ended, however it ended: free what the connection holds."""
-
-    async def _failed(self, error: BaseException, send: Send) -> None:
-        """Report a bug (ours, or a middleware's `send`) that ended the connection, and end it.
-
-        Logged here, once, with what only the transport knows: raised, it would
-        reach the middleware and the server, which log it again without context.
-        """
 
     def _interrupt_reading(self) -> None:
         """Stop `_read`: the writer has ended, or the connection is cut off."""
